@@ -1,0 +1,48 @@
+"""Errors that reach the user as one line, never as a traceback.
+
+Every problem with something a person wrote (a submission, the policy file, a CLI
+argument) is an ``InputError``: it knows the file and, where known, the line and column,
+so the CLI can print ``path:line:col: message`` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class McvalError(Exception):
+    """Base class of mcval's own errors (all are reported without a traceback)."""
+
+
+class InputError(McvalError):
+    """Bad user input: printed as ``path:line:col: message``; the CLI exits with 2."""
+
+    def __init__(
+        self,
+        message: str,
+        path: str | Path | None = None,
+        line: int | None = None,
+        col: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.col = col
+
+    def location(self) -> str:
+        """``path:line:col`` (as much of it as is known), or an empty string."""
+        parts = [p for p in (self.path, self.line, self.col) if p is not None]
+        return ":".join(str(p) for p in parts)
+
+    def __str__(self) -> str:
+        loc = self.location()
+        return f"{loc}: {self.message}" if loc else self.message
+
+
+class InputErrors(McvalError):
+    """Several input errors found in one pass (a file is reported whole, not one error a run)."""
+
+    def __init__(self, errors: list[InputError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors))
+        self.errors = errors

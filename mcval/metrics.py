@@ -1,0 +1,132 @@
+"""Task and metric names and what metric values mean: the single source of truth, torch-free.
+
+The submission check, the verdict and the renderers all need to know that ``wer`` is a
+fraction where lower is better and ``bleu`` a 0-100 score; the task modules compute the
+values under exactly these names.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Task = Literal[
+    "text-classification",
+    "token-classification",
+    "causal-lm",
+    "translation",
+    "automatic-speech-recognition",
+    "image-classification",
+]
+"""The tasks the course uses; each has its own module in ``mcval.tasks``."""
+TASKS: tuple[str, ...] = Task.__args__  # type: ignore[attr-defined]
+
+
+class MetricKind(str, Enum):
+    """How a metric's value is stored (its natural unit)."""
+
+    FRACTION = "fraction"  # 0..1, rendered as a percentage (accuracy, F1, WER, CER)
+    SCORE100 = "score100"  # 0..100 (BLEU, chrF)
+    PERPLEXITY = "perplexity"  # >= 1, lower is better
+
+
+class MetricInfo(BaseModel):
+    """One metric: its storage unit, direction, valid range and display label."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: MetricKind
+    label: str
+    higher_is_better: bool
+    minimum: float
+    maximum: float | None
+
+
+def _fraction(
+    name: str, label: str, higher_is_better: bool = True, maximum: float | None = 1.0
+) -> MetricInfo:
+    return MetricInfo(
+        name=name,
+        kind=MetricKind.FRACTION,
+        label=label,
+        higher_is_better=higher_is_better,
+        minimum=0.0,
+        maximum=maximum,
+    )
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        _fraction("accuracy", "Accuracy"),
+        _fraction("macro_f1", "Macro-F1"),
+        _fraction("entity_f1", "Entity F1"),
+        _fraction("entity_precision", "Entity precision"),
+        _fraction("entity_recall", "Entity recall"),
+        _fraction("top5_accuracy", "Top-5 accuracy"),
+        # WER and CER can exceed 1 when the hypothesis is much longer than the reference.
+        _fraction("wer", "WER", higher_is_better=False, maximum=None),
+        _fraction("cer", "CER", higher_is_better=False, maximum=None),
+        MetricInfo(
+            name="bleu",
+            kind=MetricKind.SCORE100,
+            label="BLEU",
+            higher_is_better=True,
+            minimum=0.0,
+            maximum=100.0,
+        ),
+        MetricInfo(
+            name="chrf",
+            kind=MetricKind.SCORE100,
+            label="chrF",
+            higher_is_better=True,
+            minimum=0.0,
+            maximum=100.0,
+        ),
+        MetricInfo(
+            name="perplexity",
+            kind=MetricKind.PERPLEXITY,
+            label="PPL",
+            higher_is_better=False,
+            minimum=1.0,
+            maximum=None,
+        ),
+    )
+}
+
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "text-classification": ("accuracy", "macro_f1"),
+    "token-classification": ("entity_f1", "entity_precision", "entity_recall"),
+    "causal-lm": ("perplexity",),
+    "translation": ("bleu", "chrf"),
+    "automatic-speech-recognition": ("wer", "cer"),
+    "image-classification": ("accuracy", "top5_accuracy"),
+}
+"""Metrics each task can compute; the first ones are the defaults (see DEFAULT_METRICS)."""
+
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "text-classification": ("accuracy", "macro_f1"),
+    "token-classification": ("entity_f1",),
+    "causal-lm": ("perplexity",),
+    "translation": ("bleu", "chrf"),
+    "automatic-speech-recognition": ("cer", "wer"),
+    "image-classification": ("accuracy",),
+}
+
+
+def format_metric(name: str, value: float) -> str:
+    """Render one value the way the course table does: ``3.83% WER``, ``BLEU 27.10``."""
+    info = METRICS.get(name)
+    if info is None:
+        return f"{name} {value:.4g}"
+    if info.kind is MetricKind.FRACTION:
+        return f"{value * 100:.2f}% {info.label}"
+    return f"{info.label} {value:.2f}"
+
+
+def format_quality(values: dict[str, float]) -> str:
+    """All metrics of one row in one cell, in a stable order: ``1.34% CER 3.83% WER``."""
+    return " ".join(format_metric(k, values[k]) for k in sorted(values))

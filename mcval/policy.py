@@ -1,0 +1,227 @@
+"""The repository's policy: one ``mcval.toml`` at the root, maintainers' only knob.
+
+Tolerances, allowed tasks and datasets, measurement protocol and limits, table layout and
+the paths a pull request may touch. Every default lives here, in code, so a repository
+without ``mcval.toml`` behaves exactly as documented; the file only overrides.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mcval.errors import InputError, InputErrors
+from mcval.metrics import Task
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+POLICY_FILE = "mcval.toml"
+DEFAULT_HEADING = "Таблица сравнения методов компрессии моделей"
+
+TableColumn = Literal[
+    "model",
+    "team",
+    "method",
+    "weights_mb",
+    "latency_cpu_ms",
+    "latency_gpu_ms",
+    "ram_mb",
+    "vram_mb",
+    "quality",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Tolerance(_Section):
+    """How far a reported value may be from the measured one; either bound passes."""
+
+    relative: Annotated[float, Field(ge=0)] | None = None
+    absolute: Annotated[float, Field(ge=0)] | None = None
+
+
+def _rel(value: float) -> Tolerance:
+    return Tolerance(relative=value)
+
+
+def _abs(value: float) -> Tolerance:
+    return Tolerance(absolute=value)
+
+
+class Tolerances(_Section):
+    """Strict for size and quality (hardware-independent); latency/memory only on same hardware."""
+
+    weights_mb: Tolerance = Field(default_factory=lambda: _rel(0.01))
+    latency_ms: Tolerance = Field(default_factory=lambda: _rel(0.15))
+    memory_mb: Tolerance = Field(default_factory=lambda: _rel(0.15))
+    implausible_factor: Annotated[float, Field(gt=1)] = Field(
+        default=10.0,
+        description="Latency/memory from other hardware is flagged only beyond this ratio.",
+    )
+    quality: dict[str, Tolerance] = Field(
+        default_factory=lambda: {
+            "accuracy": _abs(0.01),
+            "macro_f1": _abs(0.01),
+            "entity_f1": _abs(0.01),
+            "entity_precision": _abs(0.01),
+            "entity_recall": _abs(0.01),
+            "top5_accuracy": _abs(0.01),
+            "wer": _abs(0.01),
+            "cer": _abs(0.01),
+            "perplexity": _rel(0.02),
+            "bleu": _abs(1.0),
+            "chrf": _abs(1.0),
+        }
+    )
+
+
+class MeasurePolicy(_Section):
+    """The one latency/memory protocol every submission is measured with."""
+
+    warmup_calls: Annotated[int, Field(ge=1)] = 3
+    min_calls: Annotated[int, Field(ge=1)] = 10
+    min_seconds: Annotated[float, Field(ge=0)] = 2.0
+    max_seconds: Annotated[float, Field(gt=0)] = 60.0
+    time_limit_s: Annotated[float, Field(gt=0)] = 1800.0
+    memory_limit_mb: Annotated[int, Field(gt=0)] | None = None
+    threads: Annotated[int, Field(gt=0)] | None = None
+    max_download_gb: Annotated[float, Field(gt=0)] = 20.0
+    default_samples: Annotated[int, Field(gt=0)] = 200
+
+
+class LimitsPolicy(_Section):
+    """Hard limits on what a pull request may bring."""
+
+    max_submission_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    max_submissions_per_pr: Annotated[int, Field(gt=0)] = 20
+
+
+class TablePolicy(_Section):
+    """Where and how the README table is written."""
+
+    readme: str = "README.md"
+    heading: str = DEFAULT_HEADING
+    language: Literal["ru", "en"] = "ru"
+    columns: list[TableColumn] = Field(
+        default_factory=lambda: [
+            "model",
+            "team",
+            "method",
+            "weights_mb",
+            "latency_cpu_ms",
+            "latency_gpu_ms",
+            "ram_mb",
+            "vram_mb",
+            "quality",
+        ]
+    )
+    plot: str = "results.svg"
+
+
+class GithubPolicy(_Section):
+    """What the bot is and who may change what."""
+
+    bot_login: str = Field(
+        default="github-actions[bot]",
+        description="Login of the bot's comments (GET /user is 403 for GITHUB_TOKEN).",
+    )
+    allowed_paths: list[str] = Field(
+        default_factory=lambda: ["submissions/**"],
+        description="Glob patterns of the paths a pull request may touch.",
+    )
+    teams: dict[str, list[str]] = Field(
+        default_factory=dict, description="Team → GitHub logins allowed to change its files."
+    )
+
+
+class Policy(_Section):
+    """The whole ``mcval.toml``; ``Policy()`` is the documented default policy."""
+
+    submissions_dir: str = "submissions"
+    results_dir: str = "results"
+    allowed_tasks: list[Task] = Field(
+        default_factory=lambda: [
+            "text-classification",
+            "token-classification",
+            "causal-lm",
+            "translation",
+            "automatic-speech-recognition",
+            "image-classification",
+        ]
+    )
+    allowed_datasets: dict[Task, list[str]] = Field(
+        default_factory=dict,
+        description="Task → allowed dataset paths; a task not listed allows any dataset.",
+    )
+    tolerances: Tolerances = Field(default_factory=Tolerances)
+    measure: MeasurePolicy = Field(default_factory=MeasurePolicy)
+    limits: LimitsPolicy = Field(default_factory=LimitsPolicy)
+    table: TablePolicy = Field(default_factory=TablePolicy)
+    github: GithubPolicy = Field(default_factory=GithubPolicy)
+
+
+def _toml_line(text: str, loc: tuple[str | int, ...]) -> int | None:
+    """Line of the key at ``loc`` in a TOML text (tomllib keeps no positions)."""
+    tables = [str(p) for p in loc if isinstance(p, str)]
+    lines = text.splitlines()
+    for depth in range(len(tables), 0, -1):
+        *section, key = tables[:depth]
+        in_section = not section
+        for number, line in enumerate(lines, start=1):
+            stripped = line.strip()
+            header = re.fullmatch(r"\[+\s*([^\]]+?)\s*\]+", stripped)
+            if header:
+                in_section = header.group(1).replace('"', "") == ".".join(section)
+                continue
+            if in_section and re.match(rf'"?{re.escape(key)}"?\s*=', stripped):
+                return number
+    return None
+
+
+def load_policy(repo_root: Path) -> Policy:
+    """Read ``mcval.toml`` from ``repo_root`` (defaults when absent); errors name the line."""
+    path = repo_root / POLICY_FILE
+    if not path.exists():
+        return Policy()
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+), column (\d+)", str(exc))
+        line, col = (int(match[1]), int(match[2])) if match else (None, None)
+        raise InputError(
+            f"invalid TOML: {str(exc).split(' (at')[0]}", POLICY_FILE, line, col
+        ) from None
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            loc = err["loc"]
+            dotted = ".".join(str(p) for p in loc)
+            message = f"{dotted}: {err['msg']}"
+            if err["type"] == "extra_forbidden":
+                parent = Policy
+                for part in loc[:-1]:
+                    field = parent.model_fields.get(str(part)) if isinstance(part, str) else None
+                    annotation = field.annotation if field else None
+                    parent = annotation if isinstance(annotation, type) else None
+                    if parent is None:
+                        break
+                known = list(parent.model_fields) if parent else []
+                hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+                message = f"unknown setting {dotted!r}" + (
+                    f"; did you mean {hint[0]!r}?" if hint else ""
+                )
+            errors.append(InputError(message, POLICY_FILE, _toml_line(text, loc)))
+        raise InputErrors(errors) from None

@@ -1,0 +1,243 @@
+"""The submission file as pydantic models: the contract between students and the runner.
+
+Top-level and section names are fixed by PRODUCT.md. Every model forbids unknown keys
+(a typo must not pass silently) and is strict about types (``"8"`` is not a batch size).
+Defaults that depend on the task are filled in by ``mcval.submission.rules``; they are
+documented in ``submissions/README.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+from mcval.metrics import Task
+
+SCHEMA_VERSION = 1
+TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SUBMISSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class StrictModel(BaseModel):
+    """Base: unknown keys are errors and types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class ModelSpec(StrictModel):
+    """Which checkpoint to measure."""
+
+    id: ShortText = Field(
+        description="Hugging Face hub id 'org/name', or a directory relative to the repository "
+        "root (start it with './' to make clear it is local)."
+    )
+    revision: ShortText | None = Field(
+        default=None, description="Commit sha the hub id is pinned to (a missing pin is a warning)."
+    )
+    task: Task
+    gguf_file: ShortText | None = Field(
+        default=None, description="Name of a GGUF file inside the model repository or directory."
+    )
+
+    @field_validator("id", "gguf_file")
+    @classmethod
+    def _no_escape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith(("/", "~")) or "\\" in value or ".." in value.split("/"):
+            raise ValueError("must be a hub id or a path inside the repository (no '..', '/', '~')")
+        return value
+
+
+class RecipeStep(StrictModel):
+    """One compression step the runner applies after loading, e.g. ``quantize_dynamic``."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_one_key_mapping(cls, data: Any) -> Any:
+        """YAML writes a step as ``- quantize_dynamic: {dtype: qint8}``."""
+        if isinstance(data, dict) and set(data) - {"name", "params"}:
+            if len(data) != 1:
+                raise ValueError(
+                    "each recipe step is a mapping with exactly one key, the step name, e.g. "
+                    "'- quantize_dynamic: {dtype: qint8}'"
+                )
+            ((name, params),) = data.items()
+            if params is None:
+                params = {}
+            if not isinstance(params, dict):
+                raise ValueError(f"the parameters of recipe step {name!r} must be a mapping")
+            return {"name": name, "params": params}
+        return data
+
+
+RecipeStepSchema = Annotated[
+    RecipeStep,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {"type": ["object", "null"]},
+            "description": "A step as a one-key mapping: {step_name: {parameters}}",
+        }
+    ),
+]
+
+
+class Method(StrictModel):
+    """The compression method, as it appears in the table's "Метод" column."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    baseline: Annotated[str, Field(pattern=SUBMISSION_ID_PATTERN)] | None = Field(
+        default=None,
+        description="Id 'team/name' of the submission this one compresses; none for a baseline.",
+    )
+    recipe: list[RecipeStepSchema] = Field(default_factory=list)
+    notes: Annotated[str, Field(max_length=500)] | None = Field(
+        default=None,
+        description="Free text; say here why a compressed row may be larger than its baseline.",
+    )
+
+
+class DatasetSpec(StrictModel):
+    """The evaluation slice: a hub dataset, or local files inside the repository."""
+
+    path: ShortText = Field(
+        description="Hub dataset id, or json / csv / parquet / text with data_files."
+    )
+    name: ShortText | None = None
+    split: ShortText = "test"
+    revision: ShortText | None = None
+    data_files: list[ShortText] | None = Field(
+        default=None, description="Repository-relative files for a local dataset."
+    )
+    samples: PositiveInt | None = Field(
+        default=None, description="Rows to evaluate (default 200, or the whole split if smaller)."
+    )
+    seed: int = Field(default=0, description="Seed of the shuffle that picks the rows.")
+
+    @field_validator("data_files", mode="before")
+    @classmethod
+    def _one_file(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Evaluation(StrictModel):
+    """How quality is computed."""
+
+    dataset: DatasetSpec
+    columns: dict[str, ShortText] = Field(
+        default_factory=dict, description="Role → column name, e.g. {text: sentence}."
+    )
+    metrics: list[str] = Field(
+        default_factory=list, description="Metrics to compute (default: the task's own)."
+    )
+    batch_size: Annotated[int, Field(gt=0, le=1024)] = 8
+    max_new_tokens: Annotated[int, Field(gt=0, le=4096)] | None = None
+    context_length: Annotated[int, Field(gt=0)] | None = None
+    stride: Annotated[int, Field(gt=0)] | None = None
+
+
+class BenchmarkInput(StrictModel):
+    """The fixed input every latency call uses; exactly one shape."""
+
+    tokens: Annotated[int, Field(gt=0, le=32768)] | None = None
+    prompt_tokens: Annotated[int, Field(gt=0, le=32768)] | None = None
+    new_tokens: Annotated[int, Field(gt=0, le=4096)] | None = None
+    seconds: Annotated[float, Field(gt=0, le=600)] | None = None
+    image_size: Annotated[int, Field(gt=0, le=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> BenchmarkInput:
+        given = {k for k, v in self.model_dump().items() if v is not None}
+        shapes = [{"tokens"}, {"prompt_tokens", "new_tokens"}, {"seconds"}, {"image_size"}]
+        if given not in shapes:
+            raise ValueError(
+                "use exactly one input shape: {tokens: N}, {prompt_tokens: N, new_tokens: M}, "
+                "{seconds: S} or {image_size: N}"
+            )
+        return self
+
+    def shape(self) -> str:
+        """Short human description, e.g. ``128 tokens``."""
+        if self.tokens is not None:
+            return f"{self.tokens} tokens"
+        if self.prompt_tokens is not None:
+            return f"{self.prompt_tokens} prompt tokens + {self.new_tokens} new tokens"
+        if self.seconds is not None:
+            return f"{self.seconds:g} s of audio"
+        return f"{self.image_size}×{self.image_size} image"
+
+
+class Benchmark(StrictModel):
+    """Latency protocol inputs."""
+
+    batch_size: Annotated[int, Field(gt=0, le=256)] = 1
+    input: BenchmarkInput | None = Field(default=None, description="Default: the task's own.")
+    threads: Annotated[int, Field(gt=0, le=256)] | None = Field(
+        default=None, description="CPU threads (default: the policy's, else physical cores)."
+    )
+
+
+class Hardware(StrictModel):
+    """Where the team measured its reported numbers (free text)."""
+
+    cpu: ShortText | None = None
+    gpu: ShortText | None = None
+
+
+_NUMBER_OR_UNIT_TEXT = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d*)?([eE][+-]?\d+)?\s*[A-Za-zµ%]*\s*$"},
+        {"type": "null"},
+    ],
+    "description": "A number in the canonical unit, or text with a unit such as '1.33 GB'.",
+}
+ReportedNumber = Annotated[
+    Annotated[float, Field(ge=0, allow_inf_nan=False)] | None,
+    WithJsonSchema(_NUMBER_OR_UNIT_TEXT),
+]
+QualityNumber = Annotated[float, Field(allow_inf_nan=False), WithJsonSchema(_NUMBER_OR_UNIT_TEXT)]
+
+
+class Reported(StrictModel):
+    """What the team measured; numbers in canonical units (MiB, ms, fractions)."""
+
+    weights_mb: ReportedNumber = None
+    latency_cpu_ms: ReportedNumber = None
+    latency_gpu_ms: ReportedNumber = None
+    ram_mb: ReportedNumber = None
+    vram_mb: ReportedNumber = None
+    quality: dict[str, QualityNumber] = Field(
+        default_factory=dict, description="Metric → value: fractions for accuracy/F1/WER/CER."
+    )
+    hardware: Hardware = Field(default_factory=Hardware)
+
+
+class Submission(StrictModel):
+    """One row of the results table, as a team submits it."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        populate_by_name=True,
+        json_schema_extra={"title": "mcval submission"},
+    )
+
+    schema_: Literal[1] = Field(alias="schema", description="Format version; always 1.")
+    team: Annotated[str, Field(pattern=TEAM_PATTERN)]
+    model: ModelSpec
+    method: Method
+    evaluation: Evaluation
+    benchmark: Benchmark = Field(default_factory=Benchmark)
+    reported: Reported = Field(default_factory=Reported)
