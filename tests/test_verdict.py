@@ -1,0 +1,206 @@
+"""Verdict policy: strict size/quality, hardware-aware latency/memory, sanity rules."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mcval.policy import Policy
+from mcval.submission import LoadedSubmission, load_submission
+from mcval.verdict import MeasuredFigures, judge, same_hardware
+
+SUBMISSION = """\
+schema: 1
+team: t1
+model:
+  {{id: org/bert-tiny, revision: 0123456789abcdef0123456789abcdef01234567,
+   task: text-classification}}
+method:
+  name: {method}
+{baseline}evaluation:
+  dataset: {{path: glue, name: sst2, split: validation}}
+reported:
+  weights_mb: {weights}
+  latency_cpu_ms: {cpu}
+  ram_mb: 310.0
+  {vram}quality: {{accuracy: {acc}, macro_f1: 0.80}}
+  hardware: {{cpu: {hw}}}
+"""
+
+
+def make(
+    tmp_path: Path,
+    *,
+    weights: float = 16.73,
+    cpu: float = 12.0,
+    acc: float = 0.81,
+    hw: str = "AMD EPYC 7B13",
+    method: str = "fp32",
+    baseline: str | None = None,
+    vram: str = "",
+    name: str = "row",
+) -> LoadedSubmission:
+    text = SUBMISSION.format(
+        weights=weights,
+        cpu=cpu,
+        acc=acc,
+        hw=hw,
+        method=method,
+        baseline=f"  baseline: {baseline}\n" if baseline else "",
+        vram=vram,
+    )
+    path = tmp_path / f"submissions/t1/{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return load_submission(path, tmp_path)
+
+
+RUNNER = MeasuredFigures(
+    weights_mb=16.73,
+    latency_cpu_ms=12.4,
+    ram_mb=300.0,
+    quality={"accuracy": 0.8125, "macro_f1": 0.8031},
+    not_applicable={},
+    cpu="AMD EPYC 7B13 64-Core Processor",
+    gpu=None,
+)
+
+
+def by_field(verdict, field):  # type: ignore[no-untyped-def]
+    return next(m for m in verdict.metrics if m.field == field)
+
+
+def test_honest_submission_passes(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path), RUNNER, Policy())
+    assert verdict.status == "pass"
+    size = by_field(verdict, "weights_mb")
+    assert (size.status, size.delta, size.tolerance) == ("pass", "+0.0 %", "±1 %")
+    acc = by_field(verdict, "quality.accuracy")
+    assert (acc.status, acc.delta, acc.tolerance) == ("pass", "-0.25 pp", "±1 pp")
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert (cpu.status, cpu.delta) == ("pass", "-3.2 %")  # same CPU: tolerance applies
+    gpu = by_field(verdict, "latency_gpu_ms")
+    assert gpu.status == "not_measured"
+    assert verdict.failures == []
+
+
+def test_wrong_size_fails_on_its_line(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, weights=66.9), RUNNER, Policy())
+    assert verdict.status == "fail"
+    size = by_field(verdict, "weights_mb")
+    assert (size.status, size.delta, size.line) == ("fail", "+299.9 %", 11)
+    assert size.note == "outside ±1 %"
+    assert verdict.failures == ["Weight size (MB): outside ±1 %"]
+
+
+def test_quality_outside_one_point_fails(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, acc=0.84), RUNNER, Policy())
+    acc = by_field(verdict, "quality.accuracy")
+    assert (acc.status, acc.delta, acc.line) == ("fail", "+2.75 pp", 14)
+
+
+def test_latency_from_other_hardware_is_informational(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, cpu=40.0, hw="Intel i7-12700H"), RUNNER, Policy())
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert (cpu.status, cpu.note) == ("info", "other hardware: shown for information")
+    assert verdict.status == "pass"
+
+
+def test_implausible_gap_is_flagged_even_on_other_hardware(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, cpu=2641.97, hw="Intel i7-12700H"), RUNNER, Policy())
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert cpu.status == "fail"
+    assert (
+        cpu.note == "implausible: 213.1× the runner's figure (more than ×10 even on other hardware)"
+    )
+    assert verdict.status == "fail"
+
+
+def test_same_hardware_applies_tolerance(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, cpu=20.0), RUNNER, Policy())
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert (cpu.status, cpu.note) == ("fail", "outside ±15 %")
+
+
+@pytest.mark.parametrize(
+    ("reported", "runner", "same"),
+    [
+        ("RTX 3060 Laptop", "NVIDIA GeForce RTX 3060 Laptop GPU", True),
+        ("Intel i7-12700H", "12th Gen Intel(R) Core(TM) i7-12700H", True),
+        ("Tesla T4", "Tesla T4", True),
+        ("A100", "NVIDIA A100-SXM4-80GB", True),
+        ("Tesla T4", "NVIDIA H100 80GB HBM3", False),
+        ("i5-8250U", "12th Gen Intel(R) Core(TM) i7-12700H", False),
+        (None, "Tesla T4", False),
+        ("laptop", "Tesla T4", False),
+    ],
+)
+def test_hardware_matching(reported: str | None, runner: str, same: bool) -> None:
+    assert same_hardware(reported, runner) is same
+
+
+def test_sanity_zero_size(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, weights=0.0), RUNNER, Policy())
+    codes = [(f.code, f.severity, f.line) for f in verdict.findings]
+    assert ("zero-size", "fail", 11) in codes
+    assert verdict.status == "fail"
+
+
+def test_sanity_vram_without_gpu_time(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path, vram="vram_mb: 512\n  "), RUNNER, Policy())
+    (finding,) = verdict.findings
+    assert finding.code == "vram-without-gpu-time"
+    assert finding.message == "VRAM is reported but no GPU latency: the model never ran on a GPU"
+    assert finding.line == 14
+
+
+def test_sanity_gpu_time_with_zero_vram(tmp_path: Path) -> None:
+    verdict = judge(
+        make(tmp_path, vram="vram_mb: 0\n  latency_gpu_ms: 2641.97\n  "), RUNNER, Policy()
+    )
+    assert [f.code for f in verdict.findings] == ["gpu-time-without-vram"]
+
+
+def test_sanity_compressed_larger_than_baseline(tmp_path: Path) -> None:
+    make(tmp_path, name="base")
+    loaded = make(tmp_path, method="INT8", baseline="t1/base", weights=20.0)
+    runner = RUNNER.model_copy(update={"weights_mb": 20.0})
+    verdict = judge(loaded, runner, Policy(), baseline=RUNNER)
+    (finding,) = verdict.findings
+    assert finding.code == "larger-than-baseline"
+    assert finding.message == (
+        "the compressed model (20.00 MB) is larger than its baseline t1/base (16.73 MB); "
+        "explain why in method.notes"
+    )
+    assert verdict.status == "fail"
+    smaller = judge(
+        loaded, RUNNER.model_copy(update={"weights_mb": 4.5}), Policy(), baseline=RUNNER
+    )
+    assert smaller.findings == []
+
+
+def test_claim_warnings_and_errors(tmp_path: Path) -> None:
+    verdict = judge(make(tmp_path), RUNNER, Policy(), warnings=["claims int8 but no int8 weights"])
+    assert [(f.code, f.severity) for f in verdict.findings] == [("claim", "warning")]
+    assert verdict.status == "pass"
+    crashed = judge(
+        make(tmp_path), MeasuredFigures(), Policy(), errors=["cpu: timed out after 30 s"]
+    )
+    assert crashed.status == "error"
+    assert crashed.failures == ["cpu: timed out after 30 s"]
+
+
+def test_not_applicable_device(tmp_path: Path) -> None:
+    runner = RUNNER.model_copy(
+        update={
+            "latency_cpu_ms": None,
+            "ram_mb": None,
+            "not_applicable": {"cpu": "bnb_4bit needs CUDA"},
+        }
+    )
+    verdict = judge(make(tmp_path), runner, Policy())
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert (cpu.status, cpu.note) == ("not_applicable", "bnb_4bit needs CUDA")
+    assert verdict.status == "pass"
