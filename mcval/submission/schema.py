@@ -143,6 +143,10 @@ class Evaluation(StrictModel):
     )
     batch_size: Annotated[int, Field(gt=0, le=1024)] = 8
     max_new_tokens: Annotated[int, Field(gt=0, le=4096)] | None = None
+    source_prefix: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None,
+        description="Text put before each source sentence (T5: 'translate English to German: ').",
+    )
     context_length: Annotated[int, Field(gt=0)] | None = None
     stride: Annotated[int, Field(gt=0)] | None = None
 

@@ -1,0 +1,175 @@
+"""The task protocol the measurement runner drives, and the registry of task handlers.
+
+This module is torch-free: the handlers themselves (which import torch and transformers)
+are imported only when ``get_task`` is called, so ``mcval check`` can import the task
+names, role defaults and benchmark defaults without pulling in the measuring stack.
+
+Protocol (all six tasks implement it; the runner relies on nothing else):
+
+``name``
+    The task name of ``model.task`` (``"causal-lm"``...).
+``default_metrics``
+    Metrics computed when ``evaluation.metrics`` is empty (``mcval.metrics.DEFAULT_METRICS``).
+``model_class()``
+    The transformers ``Auto*`` class the model is loaded with.
+``load_preprocessor(source, revision, gguf_file)``
+    Tokenizer / processor / image processor from the same source as the model; never with
+    ``trust_remote_code``.
+``benchmark_call(model, preprocessor, benchmark, device)``
+    Builds the fixed, seeded benchmark input once, on ``device``, and returns a zero-argument
+    callable doing exactly one inference call (a forward pass, or ``generate`` with
+    ``min_new_tokens == max_new_tokens``, greedy): the thing latency times.
+``evaluate(model, preprocessor, evaluation, repo_root, device)``
+    Batched evaluation on the declared slice; returns ``{metric name: value}`` in the
+    metric's natural unit (see ``mcval.metrics``), in the order the metrics were requested.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from mcval.errors import InputError
+from mcval.metrics import DEFAULT_METRICS, TASK_METRICS
+
+if TYPE_CHECKING:
+    from mcval.submission.schema import Benchmark, Evaluation
+
+
+class TaskDataError(InputError):
+    """The evaluation data or its declaration cannot be used (missing column, bad label...).
+
+    The message names the row (``data/eval.jsonl row 7``) so a student can fix the file.
+    """
+
+
+@runtime_checkable
+class TaskHandler(Protocol):
+    """What the measurement runner needs from a task (see the module docstring)."""
+
+    name: str
+    default_metrics: tuple[str, ...]
+
+    def model_class(self) -> type:
+        """The transformers ``Auto*`` class to load the model with."""
+        ...
+
+    def load_preprocessor(
+        self, source: str | Path, revision: str | None, gguf_file: str | None
+    ) -> Any:
+        """Tokenizer or processor matching the model (never ``trust_remote_code``)."""
+        ...
+
+    def benchmark_call(
+        self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
+    ) -> Callable[[], Any]:
+        """A zero-argument callable doing exactly one inference call on a fixed input."""
+        ...
+
+    def evaluate(
+        self,
+        model: Any,
+        preprocessor: Any,
+        evaluation: Evaluation,
+        repo_root: Path,
+        device: str,
+    ) -> dict[str, float]:
+        """Quality metrics on the declared evaluation slice, batched."""
+        ...
+
+
+_HANDLERS: dict[str, str] = {
+    "text-classification": "mcval.tasks.text_classification:TextClassification",
+    "token-classification": "mcval.tasks.token_classification:TokenClassification",
+    "causal-lm": "mcval.tasks.causal_lm:CausalLM",
+    "translation": "mcval.tasks.translation:Translation",
+    "automatic-speech-recognition": "mcval.tasks.asr:SpeechRecognition",
+    "image-classification": "mcval.tasks.image_classification:ImageClassification",
+}
+
+TASK_ROLES: dict[str, dict[str, str | None]] = {
+    "text-classification": {"text": "text", "text_pair": None, "label": "label"},
+    "token-classification": {"tokens": "tokens", "tags": "ner_tags"},
+    "causal-lm": {"text": "text"},
+    "translation": {"source": "source", "target": "target"},
+    "automatic-speech-recognition": {"audio": "audio", "text": "text"},
+    "image-classification": {"image": "image", "label": "label"},
+}
+"""Column roles of each task and their default column names (``None``: optional role, used
+only when mapped in ``evaluation.columns``). A column name may be a dotted path into a
+dict-valued column, e.g. ``{source: translation.en, target: translation.de}`` for WMT."""
+
+BENCHMARK_SHAPES: dict[str, tuple[frozenset[str], ...]] = {
+    "text-classification": (frozenset({"tokens"}),),
+    "token-classification": (frozenset({"tokens"}),),
+    "causal-lm": (frozenset({"tokens"}), frozenset({"prompt_tokens", "new_tokens"})),
+    "translation": (frozenset({"tokens"}), frozenset({"prompt_tokens", "new_tokens"})),
+    "automatic-speech-recognition": (frozenset({"seconds"}),),
+    "image-classification": (frozenset({"image_size"}),),
+}
+"""Benchmark input shapes each task accepts (``mcval check`` can reject others early)."""
+
+
+def get_task(name: str) -> TaskHandler:
+    """The handler of task ``name``; raises ``InputError`` for an unknown task."""
+    target = _HANDLERS.get(name)
+    if target is None:
+        raise InputError(f"unknown task {name!r}; known tasks: {', '.join(_HANDLERS)}")
+    module_name, class_name = target.split(":")
+    handler: TaskHandler = getattr(importlib.import_module(module_name), class_name)()
+    return handler
+
+
+def resolve_metrics(task: str, requested: list[str] | tuple[str, ...]) -> list[str]:
+    """The metrics to compute: the requested ones (validated) or the task's defaults."""
+    allowed = TASK_METRICS[task]
+    if not requested:
+        return list(DEFAULT_METRICS[task])
+    unknown = [m for m in requested if m not in allowed]
+    if unknown:
+        raise InputError(
+            f"evaluation.metrics: {', '.join(map(repr, unknown))} cannot be computed for "
+            f"{task}; choose from {', '.join(allowed)}"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def resolve_columns(task: str, columns: Mapping[str, str]) -> dict[str, str]:
+    """Role → column name for ``task``: defaults overridden by ``evaluation.columns``.
+
+    Optional roles (default ``None``) appear only when mapped.
+    """
+    roles = TASK_ROLES[task]
+    unknown = [r for r in columns if r not in roles]
+    if unknown:
+        raise InputError(
+            f"evaluation.columns: unknown role(s) {', '.join(map(repr, unknown))} for {task}; "
+            f"roles: {', '.join(roles)}"
+        )
+    resolved: dict[str, str] = {}
+    for role, default in roles.items():
+        column = columns.get(role, default)
+        if column is not None:
+            resolved[role] = column
+    return resolved
+
+
+def benchmark_input(task: str, benchmark: Benchmark) -> dict[str, int | float]:
+    """The benchmark input as a dict of its given fields (``mcval.submission``'s task default
+    when not declared, as ``load_submission`` fills it in).
+
+    Raises ``InputError`` when the declared shape does not fit the task.
+    """
+    if benchmark.input is None:
+        from mcval.submission.load import DEFAULT_BENCHMARK_INPUT
+
+        default = DEFAULT_BENCHMARK_INPUT[task]
+        return {k: v for k, v in default.model_dump().items() if v is not None}
+    given = {k: v for k, v in benchmark.input.model_dump().items() if v is not None}
+    shapes = BENCHMARK_SHAPES[task]
+    if frozenset(given) not in shapes:
+        accepted = " or ".join("{" + ", ".join(f"{k}: N" for k in sorted(s)) + "}" for s in shapes)
+        raise InputError(f"benchmark.input: {task} takes {accepted}, not {given}")
+    return given

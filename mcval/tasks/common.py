@@ -1,0 +1,161 @@
+"""Helpers shared by the task modules (these import torch; ``base`` and ``data`` do not)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from mcval.tasks.base import TaskDataError
+
+T = TypeVar("T")
+BENCHMARK_SEED = 0
+"""Seed of every synthetic benchmark input (token ids, audio, image tensors)."""
+_HUGE = 1_000_000  # tokenizers without a limit report model_max_length ~ 1e30
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive chunks of ``size`` items (the last may be shorter)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def float_dtype(model: Any) -> torch.dtype:
+    """The dtype floating inputs (pixel values, audio features) must have for ``model``."""
+    dtype = getattr(model, "dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    for param in model.parameters():
+        if param.dtype.is_floating_point:
+            return param.dtype
+    return torch.float32
+
+
+def to_device(batch: Mapping[str, Any], model: Any, device: str) -> dict[str, Any]:
+    """Move tensors to ``device``, cast floating ones to the model's dtype, and drop inputs
+    the model's ``forward`` does not accept (e.g. ``token_type_ids`` for DistilBERT)."""
+    accepted = _accepted_inputs(model)
+    dtype = float_dtype(model)
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if accepted is not None and key not in accepted:
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if value.is_floating_point():
+                value = value.to(dtype)
+        out[key] = value
+    return out
+
+
+def _accepted_inputs(model: Any) -> set[str] | None:
+    """Named parameters of ``model.forward``; ``None`` (pass everything) when it has none."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    names = {name for name, p in params.items() if p.kind not in variadic}
+    return names or None
+
+
+def max_input_tokens(tokenizer: Any, config: Any) -> int | None:
+    """The longest input the model takes: the tokenizer's limit and the position table's."""
+    limits = []
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < _HUGE:
+        limits.append(tok_limit)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            limits.append(value)
+            break
+    return min(limits) if limits else None
+
+
+def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> None:
+    """Batches need a pad token: fall back to EOS (the usual choice for decoder-only LMs)."""
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise TaskDataError("the tokenizer has neither a pad nor an end-of-sequence token")
+        tokenizer.pad_token = tokenizer.eos_token
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "pad_token_id", 0) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+
+
+def seeded_token_ids(tokenizer: Any, config: Any, batch: int, length: int) -> torch.Tensor:
+    """A fixed ``batch × length`` tensor of ordinary (non-special) token ids, seeded."""
+    vocab = min(len(tokenizer), getattr(config, "vocab_size", None) or len(tokenizer))
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    allowed = torch.tensor([i for i in range(vocab) if i not in special], dtype=torch.long)
+    generator = torch.Generator().manual_seed(BENCHMARK_SEED)
+    picks = torch.randint(0, len(allowed), (batch, length), generator=generator)
+    return allowed[picks]
+
+
+def check_length(tokens: int, limit: int | None, what: str) -> None:
+    """Refuse an input longer than the model's position table (it would fail or wrap)."""
+    if limit is not None and tokens > limit:
+        raise TaskDataError(f"{what} is {tokens} tokens; the model takes at most {limit}")
+
+
+class LabelMap:
+    """Maps a dataset's label values to the model's class ids (documented rule).
+
+    * a string label is looked up in ``config.label2id`` (exactly, then ignoring case);
+    * an integer label of a ``ClassLabel`` column is turned into its class name first and
+      looked up the same way, unless the model's labels are the generic ``LABEL_0``... names,
+      in which case the integer is the class id;
+    * any other integer is the class id itself and must be one of ``config.id2label``.
+    A label outside the model's label set is an error naming the row.
+    """
+
+    def __init__(self, config: Any, dataset_names: list[str] | None) -> None:
+        self.id2label: dict[int, str] = {int(k): v for k, v in config.id2label.items()}
+        self.exact = {v: k for k, v in self.id2label.items()}
+        self.folded = {v.lower(): k for k, v in self.id2label.items()}
+        self.generic = all(v == f"LABEL_{k}" for k, v in self.id2label.items())
+        self.dataset_names = dataset_names
+
+    def model_id(self, value: Any, where: str) -> int:
+        """The model's class id for one dataset label value."""
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, int) and self.dataset_names is not None and not self.generic:
+            if not 0 <= value < len(self.dataset_names):
+                raise TaskDataError(f"{where}: label {value} is not a class of the dataset")
+            value = self.dataset_names[value]
+        if isinstance(value, str):
+            found = self.exact.get(value, self.folded.get(value.lower()))
+            if found is None:
+                raise TaskDataError(
+                    f"{where}: label {value!r} is not one of the model's labels "
+                    f"({', '.join(self.id2label.values())})"
+                )
+            return found
+        if isinstance(value, int):
+            if value not in self.id2label:
+                raise TaskDataError(
+                    f"{where}: label id {value} is outside the model's label ids "
+                    f"0..{len(self.id2label) - 1}"
+                )
+            return value
+        raise TaskDataError(f"{where}: label {value!r} is neither a class name nor a class id")
+
+    def name(self, class_id: int) -> str:
+        """The model's name of a class id."""
+        return self.id2label[class_id]
+
+
+def load_tokenizer(source: str | Path, revision: str | None, gguf_file: str | None) -> Any:
+    """``AutoTokenizer`` from the model's source (GGUF-embedded tokenizers included)."""
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": False}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    return AutoTokenizer.from_pretrained(str(source), **kwargs)

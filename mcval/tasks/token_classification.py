@@ -1,0 +1,151 @@
+"""Token classification (NER with BERT-like models): entity-level precision, recall, F1.
+
+Columns (roles): ``tokens`` (default ``tokens``, a list of words) and ``tags`` (default
+``ner_tags``, one IOB tag per word: tag names, or ids of a ``ClassLabel`` sequence, mapped
+to the model's labels with ``common.LabelMap``). Scoring is word-level: the words are
+tokenised with ``is_split_into_words=True`` (right padding, attention masks, truncation to
+the model's maximum length) and each word's predicted tag is the model's label of its
+**first sub-token**. Words cut off by truncation are predicted ``O``. Entities are then
+scored with seqeval (see ``scoring.entity_scores``).
+
+Benchmark: ``{tokens: N}`` → a batch of ``benchmark.batch_size`` sequences of N seeded
+token ids, one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mcval.metrics import DEFAULT_METRICS
+from mcval.tasks import scoring
+from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.common import (
+    LabelMap,
+    check_length,
+    ensure_pad_token,
+    load_tokenizer,
+    max_input_tokens,
+    seeded_token_ids,
+    to_device,
+)
+from mcval.tasks.data import Row, cell, load_slice
+
+if TYPE_CHECKING:
+    from mcval.submission.schema import Benchmark, Evaluation
+
+TASK = "token-classification"
+OUTSIDE = "O"
+
+
+class TokenClassification:
+    """Word-level tagging with ``AutoModelForTokenClassification``."""
+
+    name = TASK
+    default_metrics = DEFAULT_METRICS[TASK]
+
+    def model_class(self) -> type:
+        from transformers import AutoModelForTokenClassification
+
+        return AutoModelForTokenClassification
+
+    def load_preprocessor(
+        self, source: str | Path, revision: str | None, gguf_file: str | None
+    ) -> Any:
+        tokenizer = load_tokenizer(source, revision, gguf_file)
+        if getattr(tokenizer, "add_prefix_space", None) is False:
+            # Byte-level BPE (RoBERTa, GPT-2) must see a space before each pre-split word.
+            from transformers import AutoTokenizer
+
+            kwargs: dict[str, Any] = {"revision": revision, "add_prefix_space": True}
+            if gguf_file:
+                kwargs["gguf_file"] = gguf_file
+            tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
+        return tokenizer
+
+    def benchmark_call(
+        self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
+    ) -> Callable[[], Any]:
+        shape = benchmark_input(TASK, benchmark)
+        tokens = int(shape["tokens"])
+        check_length(tokens, max_input_tokens(preprocessor, model.config), "benchmark.input.tokens")
+        ids = seeded_token_ids(preprocessor, model.config, benchmark.batch_size, tokens)
+        inputs = to_device(
+            {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device
+        )
+
+        def call() -> Any:
+            with torch.inference_mode():
+                return model(**inputs).logits
+
+        return call
+
+    def predict(
+        self, model: Any, tokenizer: Any, sentences: list[list[str]], batch_size: int, device: str
+    ) -> list[list[str]]:
+        """Predicted tag names per word, ``batch_size`` sentences at a time."""
+        ensure_pad_token(tokenizer, model)
+        if not getattr(tokenizer, "is_fast", True):
+            raise TaskDataError("token-classification needs a fast tokenizer (word alignment)")
+        limit = max_input_tokens(tokenizer, model.config)
+        id2label = {int(k): v for k, v in model.config.id2label.items()}
+        predictions: list[list[str]] = [[OUTSIDE] * len(words) for words in sentences]
+        todo = [i for i, words in enumerate(sentences) if words]
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            encoded = tokenizer(
+                [sentences[i] for i in chunk],
+                is_split_into_words=True,
+                padding=True,
+                truncation=limit is not None,
+                max_length=limit,
+                return_tensors="pt",
+            )
+            with torch.inference_mode():
+                logits = model(**to_device(encoded, model, device)).logits
+            best = logits.argmax(dim=-1).tolist()
+            for b, i in enumerate(chunk):
+                seen: set[int] = set()
+                for position, word in enumerate(encoded.word_ids(b)):
+                    if word is None or word in seen:
+                        continue
+                    seen.add(word)
+                    predictions[i][word] = id2label[best[b][position]]
+        return predictions
+
+    def evaluate(
+        self,
+        model: Any,
+        preprocessor: Any,
+        evaluation: Evaluation,
+        repo_root: Path,
+        device: str,
+    ) -> dict[str, float]:
+        metrics = resolve_metrics(TASK, evaluation.metrics)
+        columns = resolve_columns(TASK, evaluation.columns)
+        data = load_slice(evaluation.dataset, repo_root, columns)
+        labels = LabelMap(model.config, data.label_names(columns["tags"]))
+        sentences: list[list[str]] = []
+        gold: list[list[str]] = []
+        for row in data.rows:
+            words, tags = _words_and_tags(row, columns)
+            sentences.append(words)
+            gold.append([labels.name(labels.model_id(t, row.where)) for t in tags])
+        predicted = self.predict(model, preprocessor, sentences, evaluation.batch_size, device)
+        values = scoring.entity_scores(predicted, gold)
+        return {m: values[m] for m in metrics}
+
+
+def _words_and_tags(row: Row, columns: dict[str, str]) -> tuple[list[str], list[Any]]:
+    words = cell(row, columns["tokens"])
+    tags = cell(row, columns["tags"])
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise TaskDataError(f"{row.where}: column {columns['tokens']!r} must be a list of words")
+    if not isinstance(tags, list):
+        raise TaskDataError(f"{row.where}: column {columns['tags']!r} must be a list of tags")
+    if len(words) != len(tags):
+        raise TaskDataError(f"{row.where}: {len(words)} words but {len(tags)} tags")
+    return words, tags

@@ -1,0 +1,314 @@
+"""Builders of tiny models for tests: random weights from small configs, tokenizers trained
+on the fly with ``tokenizers``, saved with ``save_pretrained`` (safetensors) to a directory.
+
+The hub cannot be reached from tests, so every test model is made here in a fraction of a
+second. Several areas add builders to this file: add functions, never rename others'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------------------
+# Task builders (tasks area): tiny models for every task, each saved with its
+# preprocessor as a loadable directory (safetensors + tokenizer/processor files).
+# ---------------------------------------------------------------------------
+
+TASK_CORPUS: tuple[str, ...] = (
+    "the quick brown fox jumps over the lazy dog",
+    "hello world from a tiny model",
+    "one two three four five six seven eight nine ten",
+    "alice lives in paris and bob works in london",
+    "to be or not to be that is the question",
+    "a model compression course measures size speed and quality",
+    "whether tis nobler in the mind to suffer",
+    "the cat sat on the mat while the dog slept",
+)
+"""Text the tiny tokenizers are trained on (lower-case English words)."""
+
+NER_LABELS: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+
+
+def _wordpiece_tokenizer(model_max_length: int = 64) -> Any:
+    """A BERT-style WordPiece tokenizer trained on TASK_CORPUS ([CLS] A [SEP] B [SEP])."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import trainers as tok_trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    trainer = tok_trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
+    tok.train_from_iterator(list(TASK_CORPUS) * 4, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
+    )
+
+
+def _byte_bpe_tokenizer(
+    specials: list[str], vocab_size: int = 400, model_max_length: int = 128
+) -> Any:
+    """A GPT-2-style byte-level BPE tokenizer (vocab >= 262 so every byte is covered)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import trainers as tok_trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = tok_trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(list(TASK_CORPUS) * 4, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=specials[0],
+        eos_token=specials[0],
+        pad_token=specials[0],
+        unk_token=specials[0],
+        model_max_length=model_max_length,
+    )
+
+
+def _labels(names: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
+    return dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+
+
+def build_tiny_bert_classifier(
+    path: Path, labels: Sequence[str] = ("negative", "neutral", "positive"), seed: int = 0
+) -> Path:
+    """Tiny BertForSequenceClassification + WordPiece tokenizer saved to ``path``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = _wordpiece_tokenizer()
+    id2label, label2id = _labels(labels)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    BertForSequenceClassification(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_distilbert_classifier(
+    path: Path, labels: Sequence[str] = ("negative", "positive"), seed: int = 0
+) -> Path:
+    """Tiny DistilBertForSequenceClassification (no token_type_ids) saved to ``path``."""
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    tok = _wordpiece_tokenizer()
+    id2label, label2id = _labels(labels)
+    config = DistilBertConfig(
+        vocab_size=len(tok),
+        dim=32,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    DistilBertForSequenceClassification(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_bert_token_classifier(
+    path: Path, labels: Sequence[str] = NER_LABELS, seed: int = 0
+) -> Path:
+    """Tiny BertForTokenClassification with IOB2 labels saved to ``path``."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    tok = _wordpiece_tokenizer()
+    id2label, label2id = _labels(labels)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    BertForTokenClassification(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_llama(path: Path, max_positions: int = 128, seed: int = 0) -> Path:
+    """Tiny LlamaForCausalLM + byte-level BPE tokenizer saved to ``path``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _byte_bpe_tokenizer(["<|endoftext|>"], model_max_length=max_positions)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_gpt2(path: Path, max_positions: int = 128, seed: int = 0) -> Path:
+    """Tiny GPT2LMHeadModel (learned positions, no pad token in config) saved to ``path``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = _byte_bpe_tokenizer(["<|endoftext|>"], model_max_length=max_positions)
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=max_positions,
+        bos_token_id=eos,
+        eos_token_id=eos,
+    )
+    torch.manual_seed(seed)
+    GPT2LMHeadModel(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_t5(path: Path, seed: int = 0) -> Path:
+    """Tiny T5ForConditionalGeneration (text2text / translation) saved to ``path``."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = _byte_bpe_tokenizer(["<pad>", "</s>", "<unk>"], model_max_length=64)
+    tok.pad_token, tok.eos_token, tok.unk_token, tok.bos_token = "<pad>", "</s>", "<unk>", None
+    config = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
+    """Tiny WhisperForConditionalGeneration + WhisperProcessor (16 kHz, 80 mel bins)."""
+    import torch
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>"]
+    tok = _byte_bpe_tokenizer([*specials, "<|notimestamps|>"], model_max_length=64)
+    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
+    config = WhisperConfig(
+        vocab_size=len(tok),
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=64,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(config).eval().save_pretrained(path)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
+        path
+    )
+    return path
+
+
+def build_tiny_vit(
+    path: Path,
+    labels: Sequence[str] = ("cat", "dog", "bird", "fish", "frog", "horse"),
+    image_size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Tiny ViTForImageClassification + ViTImageProcessor (resize to ``image_size``)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    id2label, label2id = _labels(labels)
+    config = ViTConfig(
+        image_size=image_size,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+    )
+    torch.manual_seed(seed)
+    ViTForImageClassification(config).eval().save_pretrained(path)
+    ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
+    return path
