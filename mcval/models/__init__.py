@@ -1,0 +1,74 @@
+"""Model loading, safety rules, compression recipes and claim checks.
+
+Nothing here imports torch at import time (``mcval check`` imports
+``mcval.models.recipe_params``, which runs this file): torch and transformers are
+imported inside the functions that need them.
+
+Runner's order of calls (see each function's docstring):
+``plan_recipe`` → ``load_model`` → ``apply_recipe`` → ``inspect_model`` → ``check_claims``.
+"""
+
+from __future__ import annotations
+
+from mcval.models.claims import Finding, LayerStats, ModelInspection, check_claims, inspect_model
+from mcval.models.errors import (
+    DownloadTooLargeError,
+    HubUnavailableError,
+    LoadError,
+    ModelError,
+    ModelNotFoundError,
+    NotApplicableError,
+    RecipeError,
+)
+from mcval.models.loading import LoadedModel, load_model
+from mcval.models.recipe_params import STEPS, recipe_errors, validate_recipe
+from mcval.models.recipes import RecipePlan, RecipeResult, apply_recipe, plan_recipe
+from mcval.models.safety import (
+    AbsolutePathError,
+    CustomCodeError,
+    InvalidGGUFError,
+    InvalidSafetensorsError,
+    NoSafetensorsError,
+    ParentPathError,
+    PickleWeightsError,
+    SymlinkOutsideRepositoryError,
+    UnsafeModelError,
+)
+from mcval.models.sources import HubListing, HuggingFaceHub, ResolvedSource, resolve_source
+
+__all__ = [
+    "STEPS",
+    "AbsolutePathError",
+    "CustomCodeError",
+    "DownloadTooLargeError",
+    "Finding",
+    "HubListing",
+    "HubUnavailableError",
+    "HuggingFaceHub",
+    "InvalidGGUFError",
+    "InvalidSafetensorsError",
+    "LayerStats",
+    "LoadError",
+    "LoadedModel",
+    "ModelError",
+    "ModelInspection",
+    "ModelNotFoundError",
+    "NoSafetensorsError",
+    "NotApplicableError",
+    "ParentPathError",
+    "PickleWeightsError",
+    "RecipeError",
+    "RecipePlan",
+    "RecipeResult",
+    "ResolvedSource",
+    "SymlinkOutsideRepositoryError",
+    "UnsafeModelError",
+    "apply_recipe",
+    "check_claims",
+    "inspect_model",
+    "load_model",
+    "plan_recipe",
+    "recipe_errors",
+    "resolve_source",
+    "validate_recipe",
+]

@@ -1,0 +1,213 @@
+"""Recipe steps' names and parameters, torch-free.
+
+``mcval check`` validates a submission's ``method.recipe`` on every pull request in
+seconds, so the step registry's parameter models live here, away from the step
+implementations (``mcval.models.recipes``) that need torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ModulePatterns = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=200)]],
+    Field(
+        max_length=100,
+        description="Module names (fnmatch globs, e.g. 'lm_head' or '*.attention.*') to leave "
+        "untouched.",
+    ),
+]
+
+
+class StepLike(Protocol):
+    """What a recipe step looks like (``mcval.submission.schema.RecipeStep``)."""
+
+    name: str
+    params: dict[str, Any]
+
+
+class StepParams(BaseModel):
+    """Base of every step's parameters: unknown keys and coerced types are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CastParams(StepParams):
+    """``cast``: convert every floating-point tensor to a half-precision dtype."""
+
+    dtype: Literal["float16", "bfloat16"]
+
+
+class QuantizeDynamicParams(StepParams):
+    """``quantize_dynamic``: int8 weights (dynamic activations) for every ``nn.Linear``."""
+
+    dtype: Literal["qint8"] = "qint8"
+    skip: ModulePatterns = Field(default_factory=list)
+
+
+class PruneParams(StepParams):
+    """``prune``: magnitude pruning of Linear weights, made permanent (masks removed)."""
+
+    amount: Annotated[float, Field(ge=0, le=1, description="Fraction of weights set to zero.")]
+    method: Literal["unstructured", "structured"] = "unstructured"
+    dim: Literal["rows", "columns"] | None = Field(
+        default=None,
+        description="structured only: prune whole output rows (default) or input columns "
+        "by their L2 norm.",
+    )
+    scope: Literal["layer", "global"] = Field(
+        default="layer",
+        description="unstructured only: the amount per layer, or over all layers together.",
+    )
+    skip: ModulePatterns = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fits_method(self) -> PruneParams:
+        if self.method == "unstructured" and self.dim is not None:
+            raise ValueError("'dim' applies to method: structured only")
+        if self.method == "structured" and self.scope != "layer":
+            raise ValueError("'scope: global' applies to method: unstructured only")
+        return self
+
+
+class ClusterParams(StepParams):
+    """``cluster``: k-means weight sharing, each Linear weight keeps ``clusters`` values."""
+
+    clusters: Annotated[int, Field(ge=2, le=65536)]
+    iterations: Annotated[int, Field(ge=1, le=300)] = 20
+    keep_zeros: bool = Field(
+        default=True, description="Leave exact zeros (pruned weights) out of the clustering."
+    )
+    skip: ModulePatterns = Field(default_factory=list)
+
+
+class Bnb8bitParams(StepParams):
+    """``bnb_8bit``: bitsandbytes LLM.int8() while loading (CUDA only)."""
+
+    threshold: Annotated[float, Field(ge=0)] = 6.0
+    skip: ModulePatterns = Field(default_factory=list)
+
+
+class Bnb4bitParams(StepParams):
+    """``bnb_4bit``: bitsandbytes 4-bit weights while loading (CUDA only)."""
+
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    compute_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    double_quant: bool = False
+    skip: ModulePatterns = Field(default_factory=list)
+
+
+class StepInfo(BaseModel):
+    """One registered step: its parameters and when it runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    params: type[StepParams]
+    load_time: bool = Field(
+        default=False,
+        description="Applied by from_pretrained (a quantization_config), not after loading.",
+    )
+    summary: str
+
+
+STEPS: dict[str, StepInfo] = {
+    "cast": StepInfo(params=CastParams, summary="cast floating-point weights to float16/bfloat16"),
+    "quantize_dynamic": StepInfo(
+        params=QuantizeDynamicParams, summary="dynamic int8 quantization of nn.Linear weights"
+    ),
+    "prune": StepInfo(params=PruneParams, summary="magnitude pruning of nn.Linear weights"),
+    "cluster": StepInfo(params=ClusterParams, summary="k-means weight sharing per nn.Linear"),
+    "bnb_8bit": StepInfo(
+        params=Bnb8bitParams, load_time=True, summary="bitsandbytes 8-bit (CUDA, at load)"
+    ),
+    "bnb_4bit": StepInfo(
+        params=Bnb4bitParams, load_time=True, summary="bitsandbytes 4-bit (CUDA, at load)"
+    ),
+}
+"""The registry: step name → parameters model. Implementations: ``mcval.models.recipes``."""
+
+WEIGHT_CHANGING = frozenset({"cast", "quantize_dynamic", "prune", "cluster"})
+
+
+def _pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown parameter"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def parse_step(step: StepLike) -> StepParams:
+    """Validated parameters of one step; raises ``ValueError`` with a one-line reason."""
+    info = STEPS.get(step.name)
+    if info is None:
+        hint = difflib.get_close_matches(step.name, list(STEPS), n=1)
+        known = ", ".join(STEPS)
+        raise ValueError(
+            f"unknown recipe step {step.name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else f"; known steps: {known}")
+        )
+    try:
+        return info.params.model_validate(step.params or {})
+    except ValidationError as exc:
+        known = ", ".join(info.params.model_fields)
+        raise ValueError(f"{step.name}: {_pydantic_message(exc)} (parameters: {known})") from None
+
+
+def recipe_errors(steps: Sequence[StepLike]) -> list[tuple[int, str]]:
+    """``(step index, message)`` for every problem (names, parameters, step order), in step
+    order; each message starts with the step's name."""
+    errors: list[tuple[int, str]] = []
+    names = [s.name for s in steps]
+    for index, step in enumerate(steps):
+        try:
+            parse_step(step)
+        except ValueError as exc:
+            errors.append((index, str(exc)))
+    load_time = [i for i, n in enumerate(names) if n in STEPS and STEPS[n].load_time]
+    for i in load_time:
+        if len(steps) > 1:
+            errors.append(
+                (
+                    i,
+                    f"{names[i]} quantizes while the checkpoint loads, so it must be the only "
+                    "recipe step; remove the other steps or use quantize_dynamic instead",
+                )
+            )
+    if "quantize_dynamic" in names:
+        q = names.index("quantize_dynamic")
+        after = [n for n in names[q + 1 :] if n in WEIGHT_CHANGING]
+        if after:
+            errors.append(
+                (
+                    q,
+                    "quantize_dynamic must be the last step: its packed int8 weights cannot be "
+                    f"changed by {', '.join(after)} afterwards; move it to the end",
+                )
+            )
+        if "cast" in names:
+            errors.append(
+                (
+                    names.index("cast"),
+                    "cast cannot be combined with quantize_dynamic: torch dynamic int8 "
+                    "quantization needs float32 weights; remove the cast step",
+                )
+            )
+    return sorted(errors, key=lambda e: e[0])
+
+
+def validate_recipe(steps: Sequence[StepLike]) -> list[str]:
+    """Every problem of a recipe as one line, ``recipe step N: name: ...``; empty if valid."""
+    return [f"recipe step {index + 1}: {message}" for index, message in recipe_errors(steps)]
+
+
+def load_time_steps(steps: Iterable[StepLike]) -> list[StepLike]:
+    """Steps that turn into a ``quantization_config`` for ``from_pretrained``."""
+    return [s for s in steps if s.name in STEPS and STEPS[s.name].load_time]
