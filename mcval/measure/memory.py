@@ -1,0 +1,224 @@
+"""Peak memory: host RSS via the kernel high-water mark, GPU via the CUDA caching allocator.
+
+Why the kernel mark: reading RSS once after the fact (what teams did) misses the load-time
+peak, and a polling thread both misses short spikes and competes with the timed calls for
+the cores. Linux keeps ``VmHWM`` (peak RSS) in ``/proc/self/status`` and resets it to the
+current RSS when "5" is written to ``/proc/self/clear_refs``; that costs nothing while the
+model runs. Where it is unavailable (not Linux, or a kernel refusing the reset) a psutil
+polling thread is the fallback, and the runner pauses it while timing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+MIB = 2**20
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def read_status(pid: int | None = None) -> dict[str, int]:
+    """``Vm*`` fields of ``/proc/<pid>/status`` in bytes (empty dict if unreadable)."""
+    path = _STATUS if pid is None else Path(f"/proc/{pid}/status")
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    return {m[1]: int(m[2]) * 1024 for m in re.finditer(r"^(Vm\w+):\s+(\d+) kB", text, re.M)}
+
+
+def current_rss() -> int:
+    """Resident set size of this process in bytes."""
+    status = read_status()
+    if "VmRSS" in status:
+        return status["VmRSS"]
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS; True if it worked."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    status = read_status()
+    # After a reset VmHWM equals VmRSS (give a page or two of slack for concurrent growth).
+    return "VmHWM" in status and status["VmHWM"] - status["VmRSS"] <= 64 * 1024
+
+
+class RamStats(BaseModel):
+    """Host memory of the measuring process; ``ram_mb`` is the table's RAM figure."""
+
+    ram_mb: float = Field(description="peak RSS during load+inference minus RSS before load")
+    peak_rss_mb: float = Field(description="absolute peak RSS of the process")
+    baseline_rss_mb: float = Field(description="RSS just before the model load")
+    final_rss_mb: float = Field(description="RSS when the peak was read")
+    method: Literal["vmhwm", "polling"]
+    poll_interval_s: float | None = None
+
+
+class PeakRSS:
+    """Peak-RSS tracker over a stretch of work (model load + inference).
+
+    ``start()`` records the baseline and resets the kernel mark (or starts the polling
+    fallback); ``stats()`` reads the peak. ``pause()``/``resume()`` stop the fallback thread
+    while timing so it never competes for the cores; with the kernel mark they do nothing.
+    """
+
+    def __init__(self, poll_interval_s: float = 0.005, force_polling: bool = False) -> None:
+        self.poll_interval_s = poll_interval_s
+        self.force_polling = force_polling
+        self.method: Literal["vmhwm", "polling"] = "vmhwm"
+        self.baseline = 0
+        self._peak = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._running = threading.Event()
+
+    def start(self) -> None:
+        import gc
+
+        gc.collect()
+        self.baseline = current_rss()
+        self._peak = self.baseline
+        if not self.force_polling and reset_peak_rss():
+            self.method = "vmhwm"
+            return
+        self.method = "polling"
+        self._running.set()
+        self._thread = threading.Thread(target=self._poll, name="mcval-rss-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        import psutil
+
+        proc = psutil.Process()
+        while not self._stop.is_set():
+            self._running.wait()
+            if self._stop.is_set():
+                break
+            self._peak = max(self._peak, int(proc.memory_info().rss))
+            self._stop.wait(self.poll_interval_s)
+
+    def pause(self) -> None:
+        """Stop sampling (fallback only) — call before timed calls."""
+        if self._thread is not None:
+            self._peak = max(self._peak, current_rss())
+            self._running.clear()
+
+    def resume(self) -> None:
+        if self._thread is not None:
+            self._running.set()
+
+    def peak(self) -> int:
+        """Peak RSS in bytes since ``start()``."""
+        now = current_rss()
+        if self.method == "vmhwm":
+            hwm = read_status().get("VmHWM", now)
+            return max(hwm, now)
+        return max(self._peak, now)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._running.set()
+            self._thread.join(timeout=1.0)
+            self._thread = None
+
+    def stats(self) -> RamStats:
+        """Read the peak now (call right after the last inference)."""
+        peak = self.peak()
+        final = current_rss()
+        return RamStats(
+            ram_mb=(peak - self.baseline) / MIB,
+            peak_rss_mb=peak / MIB,
+            baseline_rss_mb=self.baseline / MIB,
+            final_rss_mb=final / MIB,
+            method=self.method,
+            poll_interval_s=self.poll_interval_s if self.method == "polling" else None,
+        )
+
+
+class VramStats(BaseModel):
+    """GPU memory; ``vram_mb`` (the table's figure) is the allocator's peak allocation."""
+
+    vram_mb: float = Field(description="torch.cuda.max_memory_allocated over load+inference")
+    max_reserved_mb: float = Field(description="torch.cuda.max_memory_reserved (cache incl.)")
+    device_used_mb: float | None = Field(
+        description="device-level used memory (all processes, CUDA context included)"
+    )
+    device_total_mb: float | None = None
+    device_source: Literal["nvml", "mem_get_info"] | None = None
+    device: str
+
+
+def reset_vram(device: str) -> None:
+    """Start a fresh peak window on ``device`` (before the model load)."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+
+
+def _nvml_used(device: str) -> tuple[float, float] | None:
+    """(used, total) bytes from NVML for the GPU behind ``device`` (matched by UUID)."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    import torch
+
+    try:
+        pynvml.nvmlInit()
+        try:
+            uuid = str(torch.cuda.get_device_properties(device).uuid)
+            index = torch.device(device).index or 0
+            handle = None
+            for i in range(pynvml.nvmlDeviceGetCount()):
+                h = pynvml.nvmlDeviceGetHandleByIndex(i)
+                nv_uuid = pynvml.nvmlDeviceGetUUID(h)
+                nv_uuid = nv_uuid.decode() if isinstance(nv_uuid, bytes) else nv_uuid
+                if nv_uuid.removeprefix("GPU-") == uuid.removeprefix("GPU-"):
+                    handle = h
+                    break
+            if handle is None:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            return float(info.used), float(info.total)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return None
+
+
+def read_vram(device: str) -> VramStats:
+    """Peak figures since ``reset_vram`` plus the device-level view."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    allocated = torch.cuda.max_memory_allocated(device)
+    reserved = torch.cuda.max_memory_reserved(device)
+    nv = _nvml_used(device)
+    source: Literal["nvml", "mem_get_info"] | None
+    if nv is not None:
+        used, total = nv
+        source = "nvml"
+    else:
+        free, total_i = torch.cuda.mem_get_info(device)
+        used, total = float(total_i - free), float(total_i)
+        source = "mem_get_info"
+    return VramStats(
+        vram_mb=allocated / MIB,
+        max_reserved_mb=reserved / MIB,
+        device_used_mb=used / MIB,
+        device_total_mb=total / MIB,
+        device_source=source,
+        device=device,
+    )

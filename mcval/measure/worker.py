@@ -1,0 +1,338 @@
+"""What a measuring child does for one device: load, apply the recipe, time, read memory,
+count the weights, evaluate quality (see runner.py for the order of devices).
+
+Runs inside ``python -m mcval.measure.child`` (fresh process, CUDA hidden for CPU). The order
+is deliberate: the RSS baseline is taken after every import, the memory peak is read right
+after the timed calls (before the weight count and the evaluation, whose temporaries are not
+the model's), and quality comes last so a failing dataset cannot cost the timing figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mcval.measure.environment import Environment, collect_environment
+from mcval.measure.latency import LatencyStats, measure_latency
+from mcval.measure.memory import PeakRSS, RamStats, VramStats, read_vram, reset_vram
+from mcval.measure.size import SizeReport, measure_size
+from mcval.models.claims import ModelInspection
+
+Progress = Callable[[str], None]
+BUSY_WARNING_SHARE = 0.10
+"""Warn when other processes took more than this share of all CPUs while timing."""
+
+
+class WorkerRequest(BaseModel):
+    """Everything one device's child needs, as plain JSON (the child re-validates it)."""
+
+    submission_json: str = Field(description="Submission.model_dump_json(by_alias=True)")
+    submission_id: str
+    repo_root: str
+    policy_json: str
+    device: str
+    quality: bool
+    threads: int
+    seed: int = 0
+    backend: str | None = Field(
+        default=None,
+        description="module providing load_model/apply_recipe/get_task (tests); "
+        "None → mcval.models and mcval.tasks",
+    )
+
+
+class StepError(BaseModel):
+    """A failure the child caught itself (so the other figures survive)."""
+
+    stage: str
+    exc_type: str
+    message: str
+    field: list[str | int] | None = Field(
+        default=None, description="submission field it concerns (InputError.field)"
+    )
+
+
+class DeviceResult(BaseModel):
+    """Figures of one device, as returned by the child."""
+
+    device: str
+    not_applicable: str | None = None
+    input_error: StepError | None = Field(
+        default=None, description="the submission's model/recipe cannot be used"
+    )
+    size: SizeReport | None = None
+    latency: LatencyStats | None = None
+    ram: RamStats | None = None
+    vram: VramStats | None = None
+    quality: dict[str, float] = Field(default_factory=dict)
+    quality_error: StepError | None = None
+    quality_computed: bool = False
+    environment: Environment | None = None
+    source: str | None = Field(default=None, description="resolved model directory / hub id")
+    gguf: bool = False
+    inspection: ModelInspection | None = Field(
+        default=None, description="mcval.models.ModelInspection of the measured model"
+    )
+    recipe_applied: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    timings_s: dict[str, float] = Field(
+        default_factory=dict, description="load, benchmark (warm-up + timed), size, quality"
+    )
+
+
+def _backend(name: str | None) -> Any:
+    """The loading/task API: the real modules, or a test double with the same names."""
+    if name is not None:
+        return importlib.import_module(name)
+    models = importlib.import_module("mcval.models")
+    tasks = importlib.import_module("mcval.tasks")
+    return SimpleNamespace(
+        load_model=models.load_model,
+        plan_recipe=models.plan_recipe,
+        apply_recipe=models.apply_recipe,
+        inspect_model=models.inspect_model,
+        get_task=getattr(tasks, "get_task", None) or _tasks_base().get_task,
+    )
+
+
+def _tasks_base() -> Any:
+    return importlib.import_module("mcval.tasks.base")
+
+
+def _not_applicable_reason(exc: BaseException) -> str | None:
+    """Reason text if ``exc`` is the models area's NotApplicableError."""
+    if type(exc).__name__ == "NotApplicableError":
+        return str(getattr(exc, "reason", None) or exc)
+    return None
+
+
+def _step_error(stage: str, exc: BaseException) -> StepError:
+    field = getattr(exc, "field", None)
+    message = str(getattr(exc, "message", None) or exc)
+    return StepError(
+        stage=stage,
+        exc_type=type(exc).__name__,
+        message=message,
+        field=list(field) if isinstance(field, (tuple, list)) else None,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    """Fixed seeds: the benchmark input and any sampling are the same every run."""
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover - numpy ships with torch here
+        pass
+
+
+def set_threads(threads: int) -> int:
+    """Fix torch's thread pools before any parallel work; returns the intra-op count."""
+    import torch
+
+    torch.set_num_threads(threads)
+    # Fails once parallel work has run; intra-op threads are what the timed calls use.
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+    return torch.get_num_threads()
+
+
+def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
+    """Child entry point (``mcval.measure.worker:measure_device``)."""
+    import torch
+
+    from mcval.policy import Policy
+    from mcval.submission.schema import Submission
+
+    req = WorkerRequest.model_validate(payload)
+    threads = set_threads(req.threads)
+    seed_everything(req.seed)
+    policy = Policy.model_validate_json(req.policy_json)
+    sub = Submission.model_validate_json(req.submission_json)
+    repo_root = Path(req.repo_root)
+    device = req.device
+    is_cuda = torch.device(device).type == "cuda"
+    backend = _backend(req.backend)
+    result = DeviceResult(device=device)
+    mp = policy.measure
+
+    task = backend.get_task(sub.model.task)
+    model_class = task.model_class()
+    if is_cuda:
+        if not torch.cuda.is_available():
+            result.not_applicable = "no CUDA device is available to the measuring process"
+            return result
+        torch.cuda.init()
+        reset_vram(device)
+
+    steps = list(sub.method.recipe)
+    load_kwargs: dict[str, Any] = {}
+    plan_recipe = getattr(backend, "plan_recipe", None)
+    if steps and plan_recipe is not None:
+        # Before loading: a step this device cannot run makes it "not applicable" without
+        # loading anything; a bitsandbytes step becomes the load-time quantization_config.
+        try:
+            plan = plan_recipe(steps, device)
+        except Exception as exc:
+            if _is_input_error(exc):
+                result.input_error = _step_error("recipe", exc)
+                return result
+            raise
+        if plan.not_applicable:
+            result.not_applicable = plan.not_applicable
+            return result
+        if plan.quantization_config is not None:
+            load_kwargs["quantization_config"] = plan.quantization_config
+
+    _import_model_module(sub.model, repo_root, model_class)
+    tracker = PeakRSS()
+    tracker.start()
+    t0 = time.perf_counter()
+    try:
+        progress("loading model")
+        loaded = backend.load_model(
+            sub.model, repo_root, device, policy, model_class, **load_kwargs
+        )
+        model = loaded.model
+        result.source = str(loaded.source)
+        result.gguf = getattr(loaded, "gguf_file", None) is not None
+        result.warnings.extend(str(w) for w in getattr(loaded, "warnings", []) or [])
+        if steps:
+            progress("applying recipe")
+            recipe = backend.apply_recipe(model, steps, device)
+            if recipe.not_applicable:
+                result.not_applicable = recipe.not_applicable
+                tracker.stop()
+                return result
+            model = recipe.model
+            result.recipe_applied = [str(a) for a in recipe.applied]
+        if hasattr(model, "eval"):
+            model.eval()
+        progress("loading preprocessor")
+        preprocessor = task.load_preprocessor(
+            loaded.source, sub.model.revision, sub.model.gguf_file
+        )
+    except Exception as exc:
+        tracker.stop()
+        reason = _not_applicable_reason(exc)
+        if reason is not None:
+            result.not_applicable = reason
+            return result
+        if _is_input_error(exc):
+            result.input_error = _step_error("load", exc)
+            return result
+        raise
+    result.timings_s["load"] = time.perf_counter() - t0
+
+    progress("building benchmark input")
+    t1 = time.perf_counter()
+    try:
+        call = task.benchmark_call(model, preprocessor, sub.benchmark, device)
+    except Exception as exc:
+        if _is_input_error(exc):  # e.g. more benchmark tokens than the model takes
+            tracker.stop()
+            result.input_error = _step_error("benchmark", exc)
+            if result.input_error.field is None:
+                result.input_error.field = ["benchmark", "input"]
+            return result
+        raise
+    progress(
+        f"timing ({mp.warmup_calls} warm-up, then >= {mp.min_calls} calls and "
+        f">= {mp.min_seconds:g} s, {threads} threads)"
+    )
+    result.latency = measure_latency(
+        call,
+        warmup_calls=mp.warmup_calls,
+        min_calls=mp.min_calls,
+        min_seconds=mp.min_seconds,
+        max_seconds=mp.max_seconds,
+        device=device,
+        before_timed=tracker.pause,
+    )
+    result.timings_s["benchmark"] = time.perf_counter() - t1
+    busy = result.latency.others_cpu_share
+    if busy is not None and busy > BUSY_WARNING_SHARE:
+        result.warnings.append(
+            f"{device} latency: other processes used {busy:.0%} of this machine's CPU time "
+            "while the calls were timed; the figure is likely inflated (measure on a quiet "
+            "machine)"
+        )
+    result.ram = tracker.stats()
+    tracker.stop()
+    if is_cuda:
+        result.vram = read_vram(device)
+    del call
+
+    progress("counting weights")
+    t2 = time.perf_counter()
+    result.size = measure_size(model, getattr(loaded, "files", None))
+    inspect_model = getattr(backend, "inspect_model", None)
+    if inspect_model is not None:
+        result.inspection = ModelInspection.model_validate(
+            inspect_model(model).model_dump(mode="json")
+        )
+    result.timings_s["size"] = time.perf_counter() - t2
+
+    if req.quality:
+        progress("evaluating quality")
+        t3 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                result.quality = dict(
+                    task.evaluate(model, preprocessor, sub.evaluation, repo_root, device)
+                )
+            result.quality_computed = True
+        except Exception as exc:
+            result.quality_error = _step_error("quality", exc)
+        result.timings_s["quality"] = time.perf_counter() - t3
+    result.environment = collect_environment(use_torch_cuda=is_cuda, threads=threads)
+    return result
+
+
+def _import_model_module(spec: Any, repo_root: Path, model_class: type) -> None:
+    """Import the architecture's modeling module before the RSS baseline (best effort).
+
+    Reads ``config.json`` only from a local directory or the hub cache (never the network);
+    when neither has it, the few MB of that module's import count towards ``ram_mb``.
+    """
+    if getattr(spec, "gguf_file", None):
+        return
+    try:
+        config_file: Path | None = None
+        local = (repo_root / spec.id).resolve()
+        if local.is_relative_to(repo_root.resolve()) and (local / "config.json").is_file():
+            config_file = local / "config.json"
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(spec.id, "config.json", revision=spec.revision)
+            if isinstance(cached, str):
+                config_file = Path(cached)
+        mapping = getattr(model_class, "_model_mapping", None)
+        if config_file is None or mapping is None:
+            return
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(config_file.parent, trust_remote_code=False)
+        mapping[type(config)]  # importing the concrete class is the point
+    except Exception:
+        return
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    from mcval.errors import InputError
+
+    return isinstance(exc, InputError)
