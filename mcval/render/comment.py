@@ -1,0 +1,146 @@
+"""The pull-request comment (and job summary): one Markdown document for all submissions.
+
+A hidden marker on the first line lets the bot find its own comment again and edit it in
+place. Everything that comes from a submission (team, method, model id, hardware, file
+names) goes through ``mcval.render.markdown`` escaping, so a ``|``, ``<script>``, an
+``@everyone`` or a copy of the marker in a method name renders as text and can neither
+break the table nor ping anyone nor fake the marker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mcval.errors import InputError
+from mcval.metrics import METRICS, MetricKind
+from mcval.render.markdown import code_span, escape_cell, escape_inline
+from mcval.results import ResultRecord
+from mcval.verdict import MetricVerdict, Verdict
+
+MARKER = "<!-- mcval:report -->"
+
+BADGES = {
+    "pass": "✅ pass",
+    "fail": "❌ fail",
+    "error": "⚠️ error",
+    "input": "⛔ invalid",
+}
+STATUS_CELLS = {
+    "pass": "✅ pass",
+    "fail": "❌ fail",
+    "info": "ℹ️ info",
+    "not_measured": "— not measured",
+    "not_reported": "— not reported",
+    "not_applicable": "— n/a",
+}
+
+
+@dataclass
+class SubmissionReport:
+    """What one submission contributes to the comment: a result, or the input errors."""
+
+    id: str
+    path: str
+    record: ResultRecord | None = None
+    input_errors: Sequence[InputError] = ()
+    reused: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.input_errors or self.record is None:
+            return "input"
+        return self.record.verdict
+
+
+def format_value(field: str, value: float | None) -> str:
+    """A number as the table shows it: 922.15 MB, 3.83 % for fractions, BLEU as is."""
+    if value is None:
+        return "—"
+    if field.startswith("quality."):
+        info = METRICS.get(field.removeprefix("quality."))
+        if info is not None and info.kind is MetricKind.FRACTION:
+            return f"{value * 100:.2f} %"
+    return f"{value:.2f}"
+
+
+def _metric_row(m: MetricVerdict) -> str:
+    verdict = STATUS_CELLS[m.status]
+    if m.note and m.status in {"fail", "not_applicable", "info"}:
+        verdict += f" — {escape_cell(m.note)}"
+    cells = [
+        escape_cell(m.label),
+        format_value(m.field, m.reported),
+        format_value(m.field, m.measured),
+        m.delta or "",
+        escape_cell(m.tolerance or ""),
+        verdict,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _verdict_lines(verdict: Verdict, path: str) -> list[str]:
+    lines = [
+        "| Metric | Reported | Measured | Δ (reported − measured) | Tolerance | Verdict |",
+        "| :--- | ---: | ---: | ---: | :--- | :--- |",
+        *(_metric_row(m) for m in verdict.metrics),
+        "",
+    ]
+    notes = []
+    for finding in verdict.findings:
+        icon = "❌" if finding.severity == "fail" else "⚠️"
+        where = f"{code_span(path)} line {finding.line}: " if finding.line else ""
+        notes.append(f"- {icon} {where}{escape_inline(finding.message)}")
+    for error in verdict.errors:
+        notes.append(f"- ⚠️ {escape_inline(error)}")
+    if notes:
+        lines += ["**Findings**", "", *notes, ""]
+    return lines
+
+
+def _section(report: SubmissionReport) -> list[str]:
+    badge = BADGES[report.status]
+    record = report.record
+    if record is None:
+        lines = [f"### {badge} · {escape_inline(report.id)}", ""]
+        lines.append(f"{code_span(report.path)} is not a valid submission:")
+        lines.append("")
+        for error in report.input_errors:
+            where = f"line {error.line}" if error.line else "file"
+            if error.col:
+                where += f", column {error.col}"
+            lines.append(f"- {where}: {escape_inline(error.message)}")
+        return [*lines, ""]
+    title = (
+        f"### {badge} · {escape_inline(record.id)} — {escape_inline(record.method_name)}"
+        f" · {escape_inline(record.model_id)}"
+    )
+    lines = [title, "", code_span(report.path), ""]
+    lines += _verdict_lines(record.report, report.path)
+    when = record.measured_at.strftime("%Y-%m-%d %H:%M UTC")
+    reused = " (unchanged since then: result reused)" if report.reused else ""
+    lines.append(f"Runner: {escape_inline(record.environment.summary)} · measured {when}{reused}")
+    return [*lines, ""]
+
+
+def render_comment(reports: Sequence[SubmissionReport]) -> str:
+    """The whole comment: marker, summary table, then one section per submission."""
+    lines = [MARKER, "## mcval: results check", ""]
+    if not reports:
+        lines += ["No submission files changed in this pull request.", ""]
+        return "\n".join(lines)
+    counts = {s: sum(1 for r in reports if r.status == s) for s in BADGES}
+    summary = ", ".join(f"{n} {BADGES[s].split(' ', 1)[1]}" for s, n in counts.items() if n)
+    lines += [f"{len(reports)} submission(s): {summary}.", ""]
+    lines += ["| Submission | Verdict |", "| :--- | :--- |"]
+    lines += [f"| {escape_cell(r.id)} | {BADGES[r.status]} |" for r in reports]
+    lines.append("")
+    for report in reports:
+        lines += _section(report)
+    lines += [
+        "<sub>Size and quality must match within tolerance; latency and memory measured on "
+        "other hardware are shown for information. Re-run locally with "
+        "`mcval validate submissions/<team>/<name>.yaml`.</sub>",
+        "",
+    ]
+    return "\n".join(lines)
