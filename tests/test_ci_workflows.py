@@ -1,0 +1,124 @@
+"""The workflows' security properties, read from the YAML, plus zizmor (offline) on them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github/workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads the key `on` as True
+    return data
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for job in workflow["jobs"].values() for s in job.get("steps", [])]
+
+
+def test_the_expected_workflows_exist() -> None:
+    assert [p.name for p in FILES] == ["check.yml", "lint.yml", "measure.yml", "publish.yml"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_least_privilege_timeouts_and_pinning(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] == {}
+    for name, job in workflow["jobs"].items():
+        assert isinstance(job.get("permissions"), dict), f"{name}: job-level permissions"
+        assert isinstance(job.get("timeout-minutes"), int), f"{name}: timeout-minutes"
+    text = path.read_text()
+    for step in steps(workflow):
+        if "uses" in step:
+            assert PINNED.match(step["uses"]), step["uses"]
+            line = next(line for line in text.splitlines() if step["uses"] in line)
+            assert re.search(r"# v\d+\.\d+\.\d+$", line), line
+            if step["uses"].startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+        if "run" in step:
+            assert "${{" not in step["run"], f"expression inside run: {step['run']!r}"
+
+
+def test_pinned_shas_are_the_known_releases() -> None:
+    known = {
+        "actions/checkout": "11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2",
+        "actions/setup-python": "a26af69be951a213d495a4c3e4e4022e16d87065 # v5.6.0",
+        "actions/upload-artifact": "ea165f8d65b6e75b540449e92b4886f43607fa02 # v4.6.2",
+        "actions/download-artifact": "d3f86a106a0bac45b974a628896c90dbdf5c8093 # v4.3.0",
+    }
+    for path in FILES:
+        for action, pin in re.findall(r"uses: ([\w/-]+)@(.+)$", path.read_text(), flags=re.M):
+            assert known[action] == pin, f"{path.name}: {action}@{pin}"
+
+
+def test_check_uses_the_base_branch_and_a_read_only_token() -> None:
+    workflow = load(WORKFLOWS / "check.yml")
+    assert list(workflow["on"]) == ["pull_request"]
+    job = workflow["jobs"]["check"]
+    assert job["runs-on"] == "ubuntu-latest"
+    assert job["permissions"] == {"contents": "read", "pull-requests": "read"}
+    checkout = job["steps"][0]
+    assert checkout["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert any(r.startswith("python -m pip install") and "./base" in r for r in runs)
+    assert any("mcval ci fetch" in r for r in runs) and any("mcval check" in r for r in runs)
+
+
+def test_measure_is_gated_isolated_and_split_from_the_write_token() -> None:
+    workflow = load(WORKFLOWS / "measure.yml")
+    assert workflow["on"] == {
+        "workflow_run": {"workflows": ["mcval check"], "types": ["completed"]}
+    }
+    assert workflow["concurrency"]["cancel-in-progress"] is True
+    jobs = workflow["jobs"]
+    measure = jobs["measure"]
+    assert measure["runs-on"] == ["self-hosted", "gpu", "mcval"]
+    assert measure["environment"] == "gpu-approval"
+    assert measure["permissions"] == {"contents": "read", "pull-requests": "read"}
+    assert measure["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert jobs["report"]["permissions"] == {"pull-requests": "write", "statuses": "write"}
+    assert jobs["report"]["runs-on"] == "ubuntu-latest"
+    downloads = [s for s in jobs["report"]["steps"] if "download-artifact" in s.get("uses", "")]
+    assert [d["with"]["pattern"] for d in downloads] == ["results-*"]
+    for job in jobs.values():
+        for step in job["steps"]:
+            if "checkout" in step.get("uses", ""):
+                assert step["with"]["ref"] == "${{ github.event.repository.default_branch }}"
+    writers = [n for n, j in jobs.items() if any(v == "write" for v in j["permissions"].values())]
+    assert sorted(writers) == ["pending", "report"]
+    assert "self-hosted" not in str(jobs["report"]["runs-on"])
+
+
+def test_publish_is_serialized_and_commits_from_a_hosted_runner() -> None:
+    workflow = load(WORKFLOWS / "publish.yml")
+    assert workflow["concurrency"] == {"group": "mcval-publish", "cancel-in-progress": False}
+    jobs = workflow["jobs"]
+    assert jobs["measure"]["permissions"] == {"contents": "read"}
+    assert jobs["publish"]["permissions"] == {"contents": "write"}
+    assert jobs["publish"]["runs-on"] == "ubuntu-latest"
+    runs = " ".join(s.get("run", "") for s in jobs["publish"]["steps"])
+    assert "mcval table" in runs and "mcval ci publish" in runs
+
+
+@pytest.mark.skipif(
+    shutil.which("zizmor") is None and not (ROOT / ".venv/bin/zizmor").exists(),
+    reason="zizmor is not installed",
+)
+def test_zizmor_offline_reports_no_findings() -> None:
+    out = subprocess.run(
+        [str(ROOT / "scripts/lint_workflows.sh")], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip().endswith("zizmor: no findings in .github/workflows")
+    assert "No findings to report" in out.stdout
