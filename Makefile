@@ -36,6 +36,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	PATH="$(VENV)/bin:$$PATH" scripts/lint_workflows.sh
 
 bench: setup
 	for script in bench/bench_*.py; do $(PY) $$script || exit 1; done

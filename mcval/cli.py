@@ -16,21 +16,16 @@ from pathlib import Path
 
 from mcval import __version__
 from mcval.errors import InputError, InputErrors, McvalError
+from mcval.render.annotations import Level, annotation
 
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_INPUT = 2
 
 
-def _annotation(level: str, error: InputError) -> str:
-    """A GitHub Actions workflow command pointing at the file and line."""
-    props = [f"file={error.path}"] if error.path else []
-    if error.line:
-        props.append(f"line={error.line}")
-    if error.col:
-        props.append(f"col={error.col}")
-    message = error.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return f"::{level} {','.join(props)}::{message}"
+def _annotation(level: Level, error: InputError) -> str:
+    """A GitHub Actions workflow command pointing at the error's file and line."""
+    return annotation(level, error.message, error.path, error.line, error.col)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -110,6 +105,64 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of a submission file")
     schema.add_argument("--output", "-o", help="write to this file instead of stdout")
     schema.set_defaults(handler=cmd_schema)
+
+    from mcval.measure.command import add_arguments as measure_arguments
+
+    measure = sub.add_parser("measure", help="measure one submission and print the figures")
+    measure_arguments(measure)
+    measure.set_defaults(handler=_lazy("mcval.measure.command"))
+
+    validate = sub.add_parser(
+        "validate", help="measure, compare with the reported numbers and report the verdict"
+    )
+    validate.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
+    validate.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all"),
+        default="all",
+        help="where to measure (default: every device this machine has)",
+    )
+    validate.add_argument("--results", help="results directory (default: the policy's)")
+    validate.add_argument("--markdown", help="also write the PR comment Markdown to this file")
+    validate.add_argument(
+        "--force", action="store_true", help="measure again even if a stored result matches"
+    )
+    validate.add_argument("--skip-quality", action="store_true", help="do not evaluate quality")
+    validate.add_argument("--repo", help="repository root (default: found from the current dir)")
+    validate.set_defaults(handler=_lazy("mcval.validate"))
+
+    table = sub.add_parser("table", help="regenerate the README table and the results plot")
+    table.add_argument("--readme", help="README file (default: the policy's table.readme)")
+    table.add_argument("--results", help="results directory (default: the policy's)")
+    table.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if README.md or the plot would change",
+    )
+    table.add_argument("--repo", help="repository root (default: found from the current dir)")
+    table.set_defaults(handler=_lazy("mcval.render.table_command"))
+
+    imp = sub.add_parser(
+        "import-table", help="turn a hand-written README table into submission files"
+    )
+    imp.add_argument("readme", metavar="README")
+    imp.add_argument("--out", help="output directory (default: the policy's submissions dir)")
+    imp.add_argument("--team-map", help="YAML mapping 'model id: team'")
+    imp.add_argument("--default-team", help="team for rows the table and the map do not name")
+    imp.add_argument("--force", action="store_true", help="overwrite existing files")
+    imp.add_argument("--repo", help="repository root (default: found from the current dir)")
+    imp.set_defaults(handler=_lazy("mcval.importer"))
+
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline on a real model, offline (a few minutes)"
+    )
+    demo.add_argument("--out", help="folder for the demo repository (default: a temporary one)")
+    demo.add_argument("--cache", help="asset and result cache (default: ~/.cache/mcval)")
+    demo.set_defaults(handler=_lazy("mcval.demo"))
+
+    from mcval.ci import register as register_ci
+
+    register_ci(sub)
     return parser
 
 

@@ -234,9 +234,13 @@ def judge(
     *,
     baseline: MeasuredFigures | None = None,
     errors: list[str] | None = None,
-    warnings: list[str] | None = None,
+    notes: list[Finding] | None = None,
 ) -> Verdict:
-    """Compare a submission's reported numbers with the runner's measurement."""
+    """Compare a submission's reported numbers with the runner's measurement.
+
+    ``notes`` are findings from elsewhere (claim checks, measurement warnings) shown with
+    the verdict; ``errors`` (a crashed or timed-out child) make it an error.
+    """
     sub = loaded.submission
     rep = sub.reported
     tol = policy.tolerances
@@ -288,7 +292,7 @@ def judge(
             )
         )
     findings = sanity_findings(loaded, measured, baseline)
-    findings += [Finding(code="claim", severity="warning", message=w) for w in warnings or []]
+    findings += notes or []
     errors = list(errors or [])
     if errors:
         status: VerdictStatus = "error"

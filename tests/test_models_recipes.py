@@ -175,6 +175,26 @@ def test_quantize_dynamic_skip_keeps_named_layers_float() -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torchao") is not None, reason="torchao present")
+def test_quantize_dynamic_per_channel_has_one_scale_per_row() -> None:
+    import torch
+
+    model = tiny_llama()
+    reference = run(model)
+    rows = {n: m.weight.shape[0] for n, m in linears(model).items()}
+    recipe = steps({"quantize_dynamic": {"per_channel": True, "skip": ["lm_head"]}})
+    result = apply_recipe(model, recipe, "cpu")
+    assert result.applied == [
+        "quantize_dynamic(qint8) via torch.ao: 14 Linear layers; one scale per output channel"
+    ]
+    for name, module in result.model.named_modules():
+        if name in rows and name != "lm_head":
+            weight = module.weight()
+            assert weight.qscheme() == torch.per_channel_affine
+            assert weight.q_per_channel_scales().numel() == rows[name]
+    assert torch.allclose(run(result.model), reference, atol=0.05)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchao") is not None, reason="torchao present")
 def test_quantize_dynamic_on_gpu_without_torchao_is_not_applicable() -> None:
     reason = (
         "torch dynamic int8 quantization (torch.ao) runs on CPU only; torchao, which has GPU "

@@ -9,7 +9,7 @@ import pytest
 
 from mcval.policy import Policy
 from mcval.submission import LoadedSubmission, load_submission
-from mcval.verdict import MeasuredFigures, judge, same_hardware
+from mcval.verdict import Finding, MeasuredFigures, judge, same_hardware
 
 SUBMISSION = """\
 schema: 1
@@ -182,8 +182,15 @@ def test_sanity_compressed_larger_than_baseline(tmp_path: Path) -> None:
 
 
 def test_claim_warnings_and_errors(tmp_path: Path) -> None:
-    verdict = judge(make(tmp_path), RUNNER, Policy(), warnings=["claims int8 but no int8 weights"])
-    assert [(f.code, f.severity) for f in verdict.findings] == [("claim", "warning")]
+    claim = Finding(
+        code="claim-int8-no-int8-weights",
+        severity="warning",
+        message="claims int8 but no int8 weights",
+    )
+    verdict = judge(make(tmp_path), RUNNER, Policy(), notes=[claim])
+    assert [(f.code, f.severity) for f in verdict.findings] == [
+        ("claim-int8-no-int8-weights", "warning")
+    ]
     assert verdict.status == "pass"
     crashed = judge(
         make(tmp_path), MeasuredFigures(), Policy(), errors=["cpu: timed out after 30 s"]

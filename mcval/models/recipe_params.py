@@ -46,6 +46,11 @@ class QuantizeDynamicParams(StepParams):
     """``quantize_dynamic``: int8 weights (dynamic activations) for every ``nn.Linear``."""
 
     dtype: Literal["qint8"] = "qint8"
+    per_channel: bool = Field(
+        default=False,
+        description="one scale per output row instead of one per tensor (torch.ao path; "
+        "torchao is always per channel)",
+    )
     skip: ModulePatterns = Field(default_factory=list)
 
 

@@ -252,9 +252,18 @@ def _quantize_dynamic(model: Any, params: QuantizeDynamicParams, device: str) ->
         )
     if device != "cpu":
         raise NotApplicableError(_QDYN_CPU_ONLY)
-    from torch.ao.quantization import quantize_dynamic
+    from torch.ao.quantization import (
+        default_dynamic_qconfig,
+        per_channel_dynamic_qconfig,
+        quantize_dynamic,
+    )
 
-    spec: set[Any] = {torch.nn.Linear} if not params.skip else {n for n, _ in linear}
+    qconfig = per_channel_dynamic_qconfig if params.per_channel else default_dynamic_qconfig
+    spec: dict[Any, Any] = (
+        {torch.nn.Linear: qconfig} if not params.skip else {n: qconfig for n, _ in linear}
+    )
+    if params.per_channel:
+        note += "; one scale per output channel"
     with warnings.catch_warnings():
         # torch.ao.quantization warns it is deprecated in favour of torchao (absent here).
         warnings.simplefilter("ignore", DeprecationWarning)

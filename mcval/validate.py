@@ -1,0 +1,305 @@
+"""``mcval validate``: measure (or reuse), judge, store and report each submission.
+
+Submissions are independent: one that cannot be read or that crashes its child does not
+stop the others. The exit code is 2 when any file is invalid input, else 1 when any
+submission fails or errors, else 0 — the same locally and in the bot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from mcval.errors import InputError
+from mcval.policy import Policy, load_policy
+from mcval.render.annotations import annotation
+from mcval.render.comment import SubmissionReport, render_comment
+from mcval.render.terminal import render_terminal
+from mcval.results import (
+    RecordEnvironment,
+    ResultRecord,
+    find_record,
+    fingerprint,
+    fingerprint_inputs,
+    save_record,
+)
+from mcval.submission.check import check_paths, find_repo_root
+from mcval.submission.load import LoadedSubmission, submission_id
+from mcval.verdict import Finding, MeasuredFigures, judge
+
+if TYPE_CHECKING:
+    from mcval.measure.environment import Environment
+    from mcval.measure.runner import Measurement
+
+MeasureFunction = Callable[..., "Measurement"]
+
+
+def environment_summary(env: Environment | None, threads: int | None = None) -> str:
+    """One line naming the runner: CPU, GPU, torch, threads."""
+    if env is None:
+        return "unknown environment"
+    parts = [env.cpu_model, env.gpu_name or "no GPU"]
+    if env.torch_version:
+        parts.append(f"torch {env.torch_version}")
+    if threads or env.threads:
+        parts.append(f"{threads or env.threads} threads")
+    return " · ".join(parts)
+
+
+def figures_of(measurement: Measurement) -> MeasuredFigures:
+    """The headline numbers of a Measurement, as the verdict and table use them."""
+    env = measurement.environment
+    return MeasuredFigures(
+        weights_mb=measurement.weights_mb,
+        latency_cpu_ms=measurement.latency_cpu_ms,
+        latency_gpu_ms=measurement.latency_gpu_ms,
+        ram_mb=measurement.ram_mb,
+        vram_mb=measurement.vram_mb,
+        quality=dict(measurement.quality),
+        not_applicable=dict(measurement.details.not_applicable),
+        cpu=env.cpu_model if env else None,
+        gpu=env.gpu_name if env else None,
+    )
+
+
+def resolve_devices(choice: str) -> list[str]:
+    """``all`` means every device this machine has; ``cuda`` without a GPU is an input error."""
+    from mcval.measure.command import resolve_devices as measurable
+
+    devices, problem = measurable(choice)
+    if problem:
+        raise InputError(problem)
+    return devices
+
+
+def measurement_notes(
+    loaded: LoadedSubmission, measurement: Measurement, baseline: ResultRecord | None
+) -> list[Finding]:
+    """Claim checks (against the baseline's weights when its result is stored) and the
+    measurement's own warnings, as verdict findings."""
+    from mcval.models.claims import ModelInspection, check_claims
+
+    details = measurement.details
+    claims = list(details.findings)
+    if details.inspection is not None and baseline is not None:
+        stored = baseline.measurement.get("details", {}).get("inspection")
+        method = loaded.submission.method
+        claims = check_claims(
+            method.name,
+            method.recipe,
+            details.inspection,
+            baseline_inspection=ModelInspection.model_validate(stored) if stored else None,
+            baseline_weights_mb=baseline.measured.weights_mb,
+            weights_mb=measurement.weights_mb,
+            notes=method.notes,
+            gguf=loaded.submission.model.gguf_file is not None,
+        )
+    notes = [
+        # "larger than baseline" is the verdict's own (failing) sanity rule.
+        Finding(code=c.code, severity="warning", message=c.message)
+        for c in claims
+        if c.code != "larger-than-baseline"
+    ]
+    notes += [Finding(code="measurement", severity="warning", message=w) for w in details.warnings]
+    return notes
+
+
+class Validator:
+    """Runs the measure → judge → store pipeline for a set of submissions."""
+
+    def __init__(
+        self,
+        repo_root: Path,
+        policy: Policy,
+        results_dir: Path,
+        devices: Sequence[str],
+        *,
+        force: bool = False,
+        skip_quality: bool = False,
+        measure: MeasureFunction | None = None,
+        environment_class: str | None = None,
+        console: Console | None = None,
+    ) -> None:
+        self.repo_root = repo_root
+        self.policy = policy
+        self.results_dir = results_dir
+        self.devices = list(devices)
+        self.force = force
+        self.skip_quality = skip_quality
+        self._measure = measure
+        self._environment_class = environment_class
+        self.console = console or Console(stderr=True)
+
+    @property
+    def environment_class(self) -> str:
+        """This runner's hardware class (no torch import: read from the OS and NVML)."""
+        if self._environment_class is None:
+            from mcval.measure.environment import collect_environment
+
+            self._environment_class = collect_environment().environment_class
+        return self._environment_class
+
+    def measure(self, loaded: LoadedSubmission) -> Measurement:
+        if self._measure is not None:
+            return self._measure(
+                loaded, self.repo_root, self.policy, self.devices, self.skip_quality
+            )
+        from mcval.measure.runner import measure_submission
+
+        def progress(device: str, stage: str) -> None:
+            # Plain lines, not a spinner: a redraw thread would compete with the timed calls.
+            self.console.print(f"{loaded.id}: {device}: {stage}", highlight=False)
+
+        return measure_submission(
+            loaded, self.repo_root, self.policy, self.devices, self.skip_quality, progress
+        )
+
+    def validate(self, loaded: LoadedSubmission) -> SubmissionReport:
+        inputs = fingerprint_inputs(loaded, self.repo_root, self.policy, self.environment_class)
+        inputs["devices"] = self.devices
+        inputs["skip_quality"] = self.skip_quality
+        print_ = fingerprint(inputs)
+        previous = find_record(self.results_dir, loaded.id)
+        baseline_id = loaded.submission.method.baseline
+        baseline = find_record(self.results_dir, baseline_id) if baseline_id else None
+        baseline_figures = baseline.measured if baseline else None
+        if previous is not None and previous.submission_fingerprint == print_ and not self.force:
+            # Same measurement inputs: only the verdict is recomputed (reported numbers may
+            # have changed), which costs milliseconds and starts no child process.
+            verdict = judge(
+                loaded,
+                previous.measured,
+                self.policy,
+                baseline=baseline_figures,
+                errors=previous.report.errors,
+                notes=[f for f in previous.report.findings if f.severity == "warning"],
+            )
+            record = previous.model_copy(
+                update={
+                    "verdict": verdict.status,
+                    "report": verdict,
+                    "method_name": loaded.submission.method.name,
+                }
+            )
+            save_record(self.results_dir, record)
+            return SubmissionReport(id=loaded.id, path=loaded.relpath, record=record, reused=True)
+        measurement = self.measure(loaded)
+        figures = figures_of(measurement)
+        errors = [e.message for e in measurement.details.errors if e.kind != "input"]
+        input_errors = [
+            InputError(e.message, loaded.relpath, e.line)
+            for e in measurement.details.errors
+            if e.kind == "input"
+        ]
+        verdict = judge(
+            loaded,
+            figures,
+            self.policy,
+            baseline=baseline_figures,
+            errors=errors,
+            notes=measurement_notes(loaded, measurement, baseline),
+        )
+        if input_errors:
+            return SubmissionReport(id=loaded.id, path=loaded.relpath, input_errors=input_errors)
+        env = measurement.environment
+        record = ResultRecord(
+            id=loaded.id,
+            team=loaded.submission.team,
+            model_id=loaded.submission.model.id,
+            task=loaded.submission.model.task,
+            method_name=loaded.submission.method.name,
+            baseline=baseline_id,
+            submission_fingerprint=print_,
+            fingerprint_inputs=inputs,
+            measured_at=datetime.now(timezone.utc).replace(microsecond=0),
+            measured=figures,
+            environment=RecordEnvironment(
+                summary=environment_summary(env, measurement.details.threads),
+                environment_class=env.environment_class if env else self.environment_class,
+                details=env.model_dump(mode="json") if env else {},
+            ),
+            verdict=verdict.status,
+            report=verdict,
+            measurement=measurement.model_dump(mode="json"),
+        )
+        save_record(self.results_dir, record)
+        return SubmissionReport(id=loaded.id, path=loaded.relpath, record=record)
+
+
+def validate_paths(paths: Sequence[Path], validator: Validator) -> list[SubmissionReport]:
+    """Check every file, then validate the valid ones in order (baselines first)."""
+    report = check_paths(list(paths), validator.repo_root, validator.policy)
+    reports: list[SubmissionReport] = []
+    valid = [f.loaded for f in report.files if f.ok and f.loaded is not None]
+    # Baselines before the rows that compress them, so "larger than baseline" has a figure.
+    valid.sort(key=lambda s: (s.submission.method.baseline is not None, s.id))
+    for result in report.files:
+        if not result.ok:
+            try:
+                sub_id, relpath = submission_id(result.path, validator.repo_root, validator.policy)
+            except InputError:
+                sub_id, relpath = result.path.stem, str(result.path)
+            reports.append(SubmissionReport(id=sub_id, path=relpath, input_errors=result.errors))
+    for loaded in valid:
+        reports.append(validator.validate(loaded))
+    return reports
+
+
+def exit_code(reports: Sequence[SubmissionReport]) -> int:
+    if any(r.status == "input" for r in reports):
+        return 2
+    return 0 if all(r.status == "pass" for r in reports) else 1
+
+
+def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
+    """Workflow commands pointing at the YAML line of every failing value or bad input."""
+    lines = []
+    for report in reports:
+        for error in report.input_errors:
+            lines.append(annotation("error", error.message, report.path, error.line, error.col))
+        if report.record is None:
+            continue
+        for m in report.record.report.metrics:
+            if m.status == "fail":
+                message = f"{m.label}: reported {m.reported}, measured {m.measured}"
+                message += f" ({m.delta}; {m.note})" if m.note else f" ({m.delta})"
+                lines.append(annotation("error", message, report.path, m.line))
+        for finding in report.record.report.findings:
+            level = "error" if finding.severity == "fail" else "warning"
+            lines.append(annotation(level, finding.message, report.path, finding.line))
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    repo_root = Path(args.repo).resolve() if args.repo else find_repo_root(Path.cwd())
+    policy = load_policy(repo_root)
+    results_dir = Path(args.results) if args.results else repo_root / policy.results_dir
+    validator = Validator(
+        repo_root,
+        policy,
+        results_dir,
+        resolve_devices(args.device),
+        force=args.force,
+        skip_quality=args.skip_quality,
+    )
+    reports = validate_paths([Path(p) for p in args.paths], validator)
+    render_terminal(reports, Console())
+    markdown = render_comment(reports)
+    if args.markdown:
+        Path(args.markdown).write_text(markdown, encoding="utf-8")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as handle:
+            handle.write(markdown + "\n")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in annotations_for(reports):
+            print(line)
+    sys.stdout.flush()
+    return exit_code(reports)
