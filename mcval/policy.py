@@ -113,17 +113,7 @@ class TablePolicy(_Section):
     heading: str = DEFAULT_HEADING
     language: Literal["ru", "en"] = "ru"
     columns: list[TableColumn] = Field(
-        default_factory=lambda: [
-            "model",
-            "team",
-            "method",
-            "weights_mb",
-            "latency_cpu_ms",
-            "latency_gpu_ms",
-            "ram_mb",
-            "vram_mb",
-            "quality",
-        ]
+        default_factory=lambda: list(TableColumn.__args__)  # type: ignore[attr-defined]
     )
     plot: str = "results.svg"
 

@@ -62,6 +62,9 @@ def child_signal(payload: dict[str, Any], progress: Callable[[str], None]) -> Va
     block = bytearray(payload.get("touch_mb", 0) * 2**20)
     for i in range(0, len(block), 4096):
         block[i] = 1
+    # Held for a few of the parent's polls, as a model's memory is before the OOM killer
+    # strikes (the parent samples the child's peak; a dead child's own mark is gone).
+    time.sleep(payload.get("hold_s", 0.0))
     os.kill(os.getpid(), payload["signal"])
     time.sleep(5)
     return Value(x=0)
@@ -152,7 +155,7 @@ def test_torch_allocation_past_memory_cap_is_a_memory_error() -> None:
 
 
 def test_sigkill_reads_as_likely_oom_with_peak_memory() -> None:
-    out = run("child_signal", {"signal": signal.SIGKILL, "touch_mb": 150})
+    out = run("child_signal", {"signal": signal.SIGKILL, "touch_mb": 150, "hold_s": 0.8})
     err = out.error
     assert err is not None and err.kind == "signal"
     assert err.signal == "SIGKILL" and err.exit_code == -9

@@ -211,9 +211,9 @@ def run_isolated(
     """
     start = time.monotonic()
     peak_hwm = 0
-    # ru_maxrss survives exec, so it may be the pre-exec copy of this process; it is the
-    # child's own peak only when it exceeds what this process held when it forked.
-    parent_rss = read_status().get("VmRSS") or 0
+    # ru_maxrss survives exec, and a forked copy inherits this process's high-water mark,
+    # so the child's ru_maxrss is its own peak only when it exceeds that mark.
+    parent_rss = read_status().get("VmHWM") or 0
     stages: list[str] = []
     payload_dict = (
         payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)

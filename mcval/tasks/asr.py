@@ -28,11 +28,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mcval.metrics import DEFAULT_METRICS
 from mcval.tasks import scoring
 from mcval.tasks.audio import load_audio
 from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
-from mcval.tasks.common import BENCHMARK_SEED, to_device
+from mcval.tasks.common import (
+    BENCHMARK_SEED,
+    HandlerBase,
+    to_device,
+)
 from mcval.tasks.data import load_slice, media_source, text_cell
 
 if TYPE_CHECKING:
@@ -69,16 +72,11 @@ def _parts(processor: Any) -> tuple[Any, Any]:
     return extractor, tokenizer
 
 
-class SpeechRecognition:
+class SpeechRecognition(HandlerBase):
     """Speech-to-text with ``AutoModelForSpeechSeq2Seq`` (Whisper, Speech2Text)."""
 
     name = TASK
-    default_metrics = DEFAULT_METRICS[TASK]
-
-    def model_class(self) -> type:
-        from transformers import AutoModelForSpeechSeq2Seq
-
-        return AutoModelForSpeechSeq2Seq
+    auto_class = "AutoModelForSpeechSeq2Seq"
 
     def load_preprocessor(
         self, source: str | Path, revision: str | None, gguf_file: str | None

@@ -31,13 +31,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mcval.metrics import DEFAULT_METRICS
 from mcval.tasks import scoring
 from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
 from mcval.tasks.common import (
+    HandlerBase,
     check_length,
     ensure_pad_token,
-    load_tokenizer,
     seeded_token_ids,
     to_device,
 )
@@ -81,21 +80,11 @@ def windows(total: int, context: int, stride: int) -> list[tuple[int, int, int]]
     return spans
 
 
-class CausalLM:
+class CausalLM(HandlerBase):
     """Decoder-only LMs with ``AutoModelForCausalLM``."""
 
     name = TASK
-    default_metrics = DEFAULT_METRICS[TASK]
-
-    def model_class(self) -> type:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM
-
-    def load_preprocessor(
-        self, source: str | Path, revision: str | None, gguf_file: str | None
-    ) -> Any:
-        return load_tokenizer(source, revision, gguf_file)
+    auto_class = "AutoModelForCausalLM"
 
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str

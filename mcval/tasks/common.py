@@ -159,3 +159,43 @@ def load_tokenizer(source: str | Path, revision: str | None, gguf_file: str | No
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     return AutoTokenizer.from_pretrained(str(source), **kwargs)
+
+
+class HandlerBase:
+    """What every task handler shares: its transformers Auto class (named, imported on
+    use) and a tokenizer as the default preprocessor."""
+
+    name: str
+    auto_class: str
+
+    @property
+    def default_metrics(self) -> tuple[str, ...]:
+        from mcval.metrics import DEFAULT_METRICS
+
+        return DEFAULT_METRICS[self.name]
+
+    def model_class(self) -> type:
+        import transformers
+
+        return getattr(transformers, self.auto_class)
+
+    def load_preprocessor(
+        self, source: str | Path, revision: str | None, gguf_file: str | None
+    ) -> Any:
+        return load_tokenizer(source, revision, gguf_file)
+
+
+def forward_logits_call(task: str, model: Any, tokenizer: Any, benchmark: Any, device: str) -> Any:
+    """One forward pass over ``batch_size`` seeded sequences of ``tokens`` ids (encoders)."""
+    from mcval.tasks.base import benchmark_input
+
+    tokens = int(benchmark_input(task, benchmark)["tokens"])
+    check_length(tokens, max_input_tokens(tokenizer, model.config), "benchmark.input.tokens")
+    ids = seeded_token_ids(tokenizer, model.config, benchmark.batch_size, tokens)
+    inputs = to_device({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device)
+
+    def call() -> Any:
+        with torch.inference_mode():
+            return model(**inputs).logits
+
+    return call

@@ -19,10 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mcval.metrics import DEFAULT_METRICS
 from mcval.tasks import scoring
 from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
-from mcval.tasks.common import BENCHMARK_SEED, LabelMap, to_device
+from mcval.tasks.common import (
+    BENCHMARK_SEED,
+    HandlerBase,
+    LabelMap,
+    to_device,
+)
 from mcval.tasks.data import Row, cell, load_slice, media_source
 
 if TYPE_CHECKING:
@@ -43,16 +47,11 @@ def open_image(row: Row, column: str, repo_root: Path) -> Any:
         raise TaskDataError(f"{row.where}: cannot read the image: {exc}") from exc
 
 
-class ImageClassification:
+class ImageClassification(HandlerBase):
     """Image classification with ``AutoModelForImageClassification``."""
 
     name = TASK
-    default_metrics = DEFAULT_METRICS[TASK]
-
-    def model_class(self) -> type:
-        from transformers import AutoModelForImageClassification
-
-        return AutoModelForImageClassification
+    auto_class = "AutoModelForImageClassification"
 
     def load_preprocessor(
         self, source: str | Path, revision: str | None, gguf_file: str | None

@@ -18,16 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mcval.metrics import DEFAULT_METRICS
 from mcval.tasks import scoring
-from mcval.tasks.base import benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.base import resolve_columns, resolve_metrics
 from mcval.tasks.common import (
+    HandlerBase,
     LabelMap,
-    check_length,
     ensure_pad_token,
-    load_tokenizer,
+    forward_logits_call,
     max_input_tokens,
-    seeded_token_ids,
     to_device,
 )
 from mcval.tasks.data import cell, load_slice, text_cell
@@ -38,38 +36,16 @@ if TYPE_CHECKING:
 TASK = "text-classification"
 
 
-class TextClassification:
+class TextClassification(HandlerBase):
     """Sequence classification with ``AutoModelForSequenceClassification``."""
 
     name = TASK
-    default_metrics = DEFAULT_METRICS[TASK]
-
-    def model_class(self) -> type:
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification
-
-    def load_preprocessor(
-        self, source: str | Path, revision: str | None, gguf_file: str | None
-    ) -> Any:
-        return load_tokenizer(source, revision, gguf_file)
+    auto_class = "AutoModelForSequenceClassification"
 
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
     ) -> Callable[[], Any]:
-        shape = benchmark_input(TASK, benchmark)
-        tokens = int(shape["tokens"])
-        check_length(tokens, max_input_tokens(preprocessor, model.config), "benchmark.input.tokens")
-        ids = seeded_token_ids(preprocessor, model.config, benchmark.batch_size, tokens)
-        inputs = to_device(
-            {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device
-        )
-
-        def call() -> Any:
-            with torch.inference_mode():
-                return model(**inputs).logits
-
-        return call
+        return forward_logits_call(TASK, model, preprocessor, benchmark, device)
 
     def predict(
         self,

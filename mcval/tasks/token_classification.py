@@ -20,16 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mcval.metrics import DEFAULT_METRICS
 from mcval.tasks import scoring
-from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.base import TaskDataError, resolve_columns, resolve_metrics
 from mcval.tasks.common import (
+    HandlerBase,
     LabelMap,
-    check_length,
     ensure_pad_token,
+    forward_logits_call,
     load_tokenizer,
     max_input_tokens,
-    seeded_token_ids,
     to_device,
 )
 from mcval.tasks.data import Row, cell, load_slice
@@ -41,16 +40,11 @@ TASK = "token-classification"
 OUTSIDE = "O"
 
 
-class TokenClassification:
+class TokenClassification(HandlerBase):
     """Word-level tagging with ``AutoModelForTokenClassification``."""
 
     name = TASK
-    default_metrics = DEFAULT_METRICS[TASK]
-
-    def model_class(self) -> type:
-        from transformers import AutoModelForTokenClassification
-
-        return AutoModelForTokenClassification
+    auto_class = "AutoModelForTokenClassification"
 
     def load_preprocessor(
         self, source: str | Path, revision: str | None, gguf_file: str | None
@@ -69,19 +63,7 @@ class TokenClassification:
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
     ) -> Callable[[], Any]:
-        shape = benchmark_input(TASK, benchmark)
-        tokens = int(shape["tokens"])
-        check_length(tokens, max_input_tokens(preprocessor, model.config), "benchmark.input.tokens")
-        ids = seeded_token_ids(preprocessor, model.config, benchmark.batch_size, tokens)
-        inputs = to_device(
-            {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device
-        )
-
-        def call() -> Any:
-            with torch.inference_mode():
-                return model(**inputs).logits
-
-        return call
+        return forward_logits_call(TASK, model, preprocessor, benchmark, device)
 
     def predict(
         self, model: Any, tokenizer: Any, sentences: list[list[str]], batch_size: int, device: str

@@ -24,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mcval.metrics import DEFAULT_METRICS
 from mcval.tasks import scoring
 from mcval.tasks.base import benchmark_input, resolve_columns, resolve_metrics
 from mcval.tasks.causal_lm import exact_generation_config
 from mcval.tasks.common import (
+    HandlerBase,
     check_length,
     ensure_pad_token,
-    load_tokenizer,
     max_input_tokens,
     seeded_token_ids,
     to_device,
@@ -45,21 +44,11 @@ TASK = "translation"
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
-class Translation:
+class Translation(HandlerBase):
     """Sequence-to-sequence generation with ``AutoModelForSeq2SeqLM``."""
 
     name = TASK
-    default_metrics = DEFAULT_METRICS[TASK]
-
-    def model_class(self) -> type:
-        from transformers import AutoModelForSeq2SeqLM
-
-        return AutoModelForSeq2SeqLM
-
-    def load_preprocessor(
-        self, source: str | Path, revision: str | None, gguf_file: str | None
-    ) -> Any:
-        return load_tokenizer(source, revision, gguf_file)
+    auto_class = "AutoModelForSeq2SeqLM"
 
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
