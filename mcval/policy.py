@@ -61,7 +61,11 @@ def _abs(value: float) -> Tolerance:
 class Tolerances(_Section):
     """Strict for size and quality (hardware-independent); latency/memory only on same hardware."""
 
-    weights_mb: Tolerance = Field(default_factory=lambda: _rel(0.01))
+    weights_mb: Tolerance = Field(
+        # 0.01 MB absolute as well: the table shows two decimals, so a tiny model's size
+        # copied from it must not fail on rounding alone.
+        default_factory=lambda: Tolerance(relative=0.01, absolute=0.01)
+    )
     latency_ms: Tolerance = Field(default_factory=lambda: _rel(0.15))
     memory_mb: Tolerance = Field(default_factory=lambda: _rel(0.15))
     implausible_factor: Annotated[float, Field(gt=1)] = Field(

@@ -156,16 +156,16 @@ def _quality_scale(metric: str) -> tuple[float, str]:
 
 def _describe(tolerance: Tolerance, scale: float, unit: str) -> str:
     parts = []
-    if tolerance.absolute is not None:
-        parts.append(f"±{tolerance.absolute * scale:g}{unit}")
     if tolerance.relative is not None:
         parts.append(f"±{tolerance.relative * 100:g} %")
+    if tolerance.absolute is not None:
+        parts.append(f"±{tolerance.absolute * scale:g}{unit}")
     return " or ".join(parts)
 
 
 def _delta(tolerance: Tolerance, reported: float, measured: float, scale: float, unit: str) -> str:
-    """Reported minus measured, in the tolerance's own terms."""
-    if tolerance.absolute is not None or not measured:
+    """Reported minus measured, in the tolerance's own terms (relative when it has one)."""
+    if tolerance.relative is None or not measured:
         return f"{(reported - measured) * scale:+.2f}{unit}"
     return f"{(reported - measured) / measured * 100:+.1f} %"
 
@@ -255,6 +255,7 @@ def judge(
             measured.weights_mb,
             tol.weights_mb,
             line=loaded.line_of("reported", "weights_mb"),
+            unit=" MB",
         )
     )
     for field, kind in HARDWARE_FIELDS.items():

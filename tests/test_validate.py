@@ -152,7 +152,7 @@ def test_wrong_size_fails_with_annotation_on_its_line(tmp_path: Path) -> None:
     assert exit_code([report]) == 1
     assert annotations_for([report]) == [
         "::error file=submissions/alpha/bert-int8.yaml,line=10::Weight size (MB): reported "
-        "16.73, measured 4.41 (+279.4 %25; outside ±1 %25)"  # '%' is escaped as GitHub specifies
+        "16.73, measured 4.41 (+279.4 %25; outside ±1 %25 or ±0.01 MB)"  # '%' is escaped as GitHub specifies
     ]
 
 
@@ -256,7 +256,7 @@ def test_terminal_report(tmp_path: Path) -> None:
     render_terminal(reports, console)
     text = console.export_text()
     assert "FAIL alpha/bert-int8  submissions/alpha/bert-int8.yaml" in text
-    assert "Weight size (MB)" in text and "+79.3 %" in text and "outside ±1 %" in text
+    assert "Weight size (MB)" in text and "+79.3 %" in text and "outside ±1 % or ±0.01 MB" in text
     assert text.rstrip().endswith("0 of 1 submission(s) pass")
 
 

@@ -76,7 +76,7 @@ def test_honest_submission_passes(tmp_path: Path) -> None:
     verdict = judge(make(tmp_path), RUNNER, Policy())
     assert verdict.status == "pass"
     size = by_field(verdict, "weights_mb")
-    assert (size.status, size.delta, size.tolerance) == ("pass", "+0.0 %", "±1 %")
+    assert (size.status, size.delta, size.tolerance) == ("pass", "+0.0 %", "±1 % or ±0.01 MB")
     acc = by_field(verdict, "quality.accuracy")
     assert (acc.status, acc.delta, acc.tolerance) == ("pass", "-0.25 pp", "±1 pp")
     cpu = by_field(verdict, "latency_cpu_ms")
@@ -91,8 +91,8 @@ def test_wrong_size_fails_on_its_line(tmp_path: Path) -> None:
     assert verdict.status == "fail"
     size = by_field(verdict, "weights_mb")
     assert (size.status, size.delta, size.line) == ("fail", "+299.9 %", 11)
-    assert size.note == "outside ±1 %"
-    assert verdict.failures == ["Weight size (MB): outside ±1 %"]
+    assert size.note == "outside ±1 % or ±0.01 MB"
+    assert verdict.failures == ["Weight size (MB): outside ±1 % or ±0.01 MB"]
 
 
 def test_quality_outside_one_point_fails(tmp_path: Path) -> None:
