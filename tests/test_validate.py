@@ -150,9 +150,10 @@ def test_wrong_size_fails_with_annotation_on_its_line(tmp_path: Path) -> None:
     (report,) = validate_paths([tmp_path / "submissions"], validator(tmp_path, fake))
     assert report.status == "fail"
     assert exit_code([report]) == 1
+    # '%' is escaped as %25, as GitHub's workflow commands specify.
     assert annotations_for([report]) == [
         "::error file=submissions/alpha/bert-int8.yaml,line=10::Weight size (MB): reported "
-        "16.73, measured 4.41 (+279.4 %25; outside ±1 %25 or ±0.01 MB)"  # '%' is escaped as GitHub specifies
+        "16.73, measured 4.41 (+279.4 %25; outside ±1 %25 or ±0.01 MB)"
     ]
 
 

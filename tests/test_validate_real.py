@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_models import TASK_CORPUS, build_tiny_bert_classifier
 
 from mcval.cli import main
-from tiny_models import TASK_CORPUS, build_tiny_bert_classifier
 
 pytestmark = pytest.mark.slow
 
