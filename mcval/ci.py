@@ -688,7 +688,11 @@ def run_publish(args: argparse.Namespace) -> int:
     policy = _policy(args)
     if args.base_sha and not re.fullmatch(SHA_PATTERN, args.base_sha):
         raise InputError(f"--base-sha must be a full 40-character SHA, got {args.base_sha!r}")
-    files = _collect_publish_files(Path(args.repo), args.files, args.missing_ok)
+    from mcval.lock import checkout_lock
+
+    # README, plot and results/ read as one snapshot, never halfway through `mcval table`.
+    with checkout_lock(Path(args.repo)):
+        files = _collect_publish_files(Path(args.repo), args.files, args.missing_ok)
     if not files:
         raise InputError("--files named no file to publish")
     client = _client(policy)

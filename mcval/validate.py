@@ -28,6 +28,7 @@ from mcval.results import (
     find_record,
     fingerprint,
     fingerprint_inputs,
+    record_path,
     save_record,
 )
 from mcval.submission.check import check_paths, find_repo_root
@@ -170,7 +171,15 @@ class Validator:
         baseline_id = loaded.submission.method.baseline
         baseline = find_record(self.results_dir, baseline_id) if baseline_id else None
         baseline_figures = baseline.measured if baseline else None
-        if previous is not None and previous.submission_fingerprint == print_ and not self.force:
+        reusable = (
+            previous is not None
+            and previous.submission_fingerprint == print_
+            # An error (timeout, OOM, network) may be transient: measure again.
+            and previous.verdict != "error"
+            and not self.force
+        )
+        if reusable:
+            assert previous is not None
             # Same measurement inputs: only the verdict is recomputed (reported numbers may
             # have changed), which costs milliseconds and starts no child process.
             verdict = judge(
@@ -188,7 +197,7 @@ class Validator:
                     "method_name": loaded.submission.method.name,
                 }
             )
-            save_record(self.results_dir, record)
+            record = self._store(record)
             return SubmissionReport(id=loaded.id, path=loaded.relpath, record=record, reused=True)
         measurement = self.measure(loaded)
         figures = figures_of(measurement)
@@ -229,8 +238,30 @@ class Validator:
             report=verdict,
             measurement=measurement.model_dump(mode="json"),
         )
-        save_record(self.results_dir, record)
+        record = self._store(record)
         return SubmissionReport(id=loaded.id, path=loaded.relpath, record=record)
+
+    def _store(self, record: ResultRecord) -> ResultRecord:
+        """Save the record; a failed write (a full disk) becomes this submission's error.
+
+        The write is atomic, so the stored file is the previous result or none, never half
+        a JSON; the report says so, and the other submissions go on.
+        """
+        try:
+            save_record(self.results_dir, record)
+        except OSError as exc:
+            where = record_path(self.results_dir, record.id)
+            if where.is_relative_to(self.repo_root):
+                where = where.relative_to(self.repo_root)
+            message = (
+                f"the result could not be stored in {where}: {exc.strerror or exc}; the "
+                "stored result (if any) is unchanged, run again once this is fixed"
+            )
+            report = record.report.model_copy(
+                update={"status": "error", "errors": [*record.report.errors, message]}
+            )
+            return record.model_copy(update={"verdict": "error", "report": report})
+        return record
 
 
 def validate_paths(paths: Sequence[Path], validator: Validator) -> list[SubmissionReport]:
@@ -290,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
         skip_quality=args.skip_quality,
     )
     reports = validate_paths([Path(p) for p in args.paths], validator)
-    render_terminal(reports, Console())
+    # In a CI log (not a terminal) rich would wrap at 80 columns; keep lines whole there.
+    render_terminal(reports, Console(width=None if sys.stdout.isatty() else 200))
     markdown = render_comment(reports)
     if args.markdown:
         Path(args.markdown).write_text(markdown, encoding="utf-8")

@@ -155,7 +155,7 @@ def test_torch_allocation_past_memory_cap_is_a_memory_error() -> None:
 
 
 def test_sigkill_reads_as_likely_oom_with_peak_memory() -> None:
-    out = run("child_signal", {"signal": signal.SIGKILL, "touch_mb": 150, "hold_s": 0.8})
+    out = run("child_signal", {"signal": signal.SIGKILL, "touch_mb": 150, "hold_s": 2.0})
     err = out.error
     assert err is not None and err.kind == "signal"
     assert err.signal == "SIGKILL" and err.exit_code == -9

@@ -198,6 +198,10 @@ def test_child_error_gives_error_verdict(tmp_path: Path) -> None:
         "cpu: the measurement was stopped after 30 s (time limit 30 s)"
     ]
     assert exit_code([report]) == 1
+    # An error may be transient (a timeout, an OOM): the next run measures again.
+    fake = FakeMeasure(measurement())
+    (again,) = validate_paths([tmp_path / "submissions"], validator(tmp_path, fake))
+    assert fake.calls == ["alpha/hangs"] and again.status == "pass" and not again.reused
 
 
 HOSTILE_METHOD = "INT8 | <script>alert(1)</script> @everyone `x` <!-- mcval:report -->"

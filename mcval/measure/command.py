@@ -79,6 +79,7 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
 
 def render(m: Measurement, console: Console) -> None:
     """A readable table of the figures and what they rest on."""
+    from rich.markup import escape
     from rich.table import Table
 
     d = m.details
@@ -99,7 +100,7 @@ def render(m: Measurement, console: Console) -> None:
         stats = d.latency.get(dev)
         if stats is None:
             why = d.not_applicable.get(dev, "not measured")
-            table.add_row(key, "—", why)
+            table.add_row(key, "—", escape(why))
             continue
         first = f"; first call {stats.first_call_ms:.1f} ms" if stats.first_call_ms else ""
         table.add_row(
@@ -129,7 +130,7 @@ def render(m: Measurement, console: Console) -> None:
             f"max allocated; max reserved {d.vram.max_reserved_mb:,.1f} MB{dev_used}",
         )
     else:
-        table.add_row("vram_mb", "—", d.not_applicable.get("cuda", "not measured"))
+        table.add_row("vram_mb", "—", escape(d.not_applicable.get("cuda", "not measured")))
     if m.quality:
         for metric, value in m.quality.items():
             table.add_row(f"quality.{metric}", f"{value:.4g}", f"computed on {d.quality_device}")
@@ -143,11 +144,12 @@ def render(m: Measurement, console: Console) -> None:
             f"{e.transformers_version}, mcval {e.mcval_version}, python {e.python_version}",
             highlight=False,
         )
+    # Messages quote submission text (column names, file names): never read as rich markup.
     for warning in d.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     for err in d.errors:
         loc = f" (line {err.line})" if err.line else ""
-        console.print(f"[red]error:[/] {err.message}{loc}", highlight=False)
+        console.print(f"[red]error:[/] {escape(err.message)}{loc}", highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:

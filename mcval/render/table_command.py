@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mcval.errors import InputError
+from mcval.errors import InputError, McvalError
+from mcval.lock import checkout_lock
 from mcval.policy import Policy, load_policy
 from mcval.render.plot import render_plot
 from mcval.render.readme import current_block, replace_table
@@ -130,17 +131,24 @@ def compute_update(
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write of exact bytes (temporary file + rename)."""
+    """Atomic write of exact bytes (temporary file + rename); a failure (a full disk) names
+    the file, which is left as it was, and leaves no temporary file behind."""
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise McvalError(
+                f"cannot write {path}: {exc.strerror or exc}; it is left as it was"
+            ) from None
         raise
 
 
@@ -166,8 +174,12 @@ def regenerate(
 ) -> TableUpdate:
     """Regenerate the README table and the plot; writes the files that change unless
     ``write`` is false (``--check``). Returns what was (or would be) written."""
-    update = compute_update(repo_root, policy, readme, results_dir)
-    if write:
+    if not write:
+        return compute_update(repo_root, policy, readme, results_dir)
+    # Read, compute and write as one unit: a run that read results/ before another run's
+    # new row must not write its older table after that run (mcval.lock).
+    with checkout_lock(repo_root):
+        update = compute_update(repo_root, policy, readme, results_dir)
         write_update(update)
     return update
 

@@ -188,7 +188,10 @@ def _convert_reported(
             value = parse_quantity(written, dim)
         except UnitError as exc:
             errors.append(doc.error(f"{'.'.join(map(str, path))}: {exc}", path))
-            container[key] = None if dim is not Dimension.PLAIN else 0.0
+            if container is reported:
+                container[key] = None
+            else:  # a quality value has no "missing" form: drop it, the error says why
+                del container[key]
             continue
         container[key] = value
         if isinstance(written, str):
@@ -307,6 +310,13 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
                     ("evaluation", "dataset", "data_files", i),
                 )
             )
+        elif _leaves_repository(data_file, repo_root):
+            errors.append(
+                doc.error(
+                    f"data file {data_file!r} {_LINK_OUTSIDE}",
+                    ("evaluation", "dataset", "data_files", i),
+                )
+            )
     if (
         sub.evaluation.dataset.path in {"json", "csv", "parquet", "text"}
         and not sub.evaluation.dataset.data_files
@@ -370,6 +380,8 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
         )
     revision = sub.model.revision
     is_local = is_local_model(sub.model.id, repo_root)
+    if is_local and _leaves_repository(sub.model.id, repo_root):
+        errors.append(doc.error(f"model.id {sub.model.id!r} {_LINK_OUTSIDE}", ("model", "id")))
     if not is_local and (revision is None or not _SHA.match(revision)):
         loaded.warnings.append(
             doc.error(
@@ -380,6 +392,28 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
         )
     errors.extend(_check_recipe(loaded))
     return errors
+
+
+_LINK_OUTSIDE = (
+    "resolves outside the repository (through a symbolic link); commit the files themselves "
+    "instead of a link"
+)
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def _leaves_repository(relative: str, repo_root: Path) -> bool:
+    """Whether an existing repository path (or a file a glob matches) resolves outside the
+    repository. The measuring child refuses such paths too; checking here makes ``mcval
+    check`` say so in seconds and keeps the parent from hashing files outside the repo."""
+    root = repo_root.resolve()
+    candidates = list(root.glob(relative)) if _GLOB_CHARS.search(relative) else [root / relative]
+    for candidate in candidates:
+        if not (candidate.exists() or candidate.is_symlink()):
+            continue
+        resolved = candidate.resolve()
+        if resolved != root and not resolved.is_relative_to(root):
+            return True
+    return False
 
 
 def _check_recipe(loaded: LoadedSubmission) -> list[InputError]:

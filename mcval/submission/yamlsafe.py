@@ -33,6 +33,7 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:null",
 }
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"  # the resolver's tag for a plain << key
 
 
 @dataclass
@@ -144,6 +145,8 @@ class _Builder:
         self.require_tag(node, "tag:yaml.org,2002:map")
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag == _MERGE_TAG:
+                raise self.fail("merge keys (<<) are not allowed; write the fields out", key_node)
             if not isinstance(key_node, ScalarNode) or key_node.tag not in _PLAIN_TAGS:
                 raise self.fail("a key must be plain text", key_node)
             key = key_node.value
@@ -194,7 +197,11 @@ def read_yaml(
     if text.startswith("\ufeff"):
         text = text[1:]
     doc = YamlDocument(path=shown, data=None)
-    loader = _StrictLoader(text, shown)
+    try:
+        # PyYAML's reader checks for control characters already in the constructor.
+        loader = _StrictLoader(text, shown)
+    except yaml.reader.ReaderError as exc:
+        raise _control_character(exc, text, shown) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -208,14 +215,7 @@ def read_yaml(
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise InputError(f"invalid YAML: {problem}", shown, line, col) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise InputError(
-            f"control character {exc.character!r} is not allowed in YAML text; remove it",
-            shown,
-            line,
-            col,
-        ) from None
+        raise _control_character(exc, text, shown) from None
     except yaml.YAMLError as exc:
         raise InputError(f"invalid YAML: {exc}", shown) from None
     except RecursionError:
@@ -223,3 +223,16 @@ def read_yaml(
     finally:
         loader.dispose()
     return doc
+
+
+def _control_character(exc: yaml.reader.ReaderError, text: str, shown: Path) -> InputError:
+    """The position of a character YAML refuses (a control character such as ESC or BEL)."""
+    line = text.count("\n", 0, exc.position) + 1
+    col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    char = chr(exc.character) if isinstance(exc.character, int) else exc.character
+    return InputError(
+        f"control character {char!r} is not allowed in YAML text; remove it",
+        shown,
+        line,
+        col,
+    )
