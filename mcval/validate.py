@@ -321,8 +321,8 @@ def run(args: argparse.Namespace) -> int:
         skip_quality=args.skip_quality,
     )
     reports = validate_paths([Path(p) for p in args.paths], validator)
-    # In a CI log (not a terminal) rich would wrap at 80 columns; keep lines whole there.
-    render_terminal(reports, Console(width=None if sys.stdout.isatty() else 200))
+    # In a CI log (not a terminal) rich would wrap text at 80 columns; keep lines whole.
+    render_terminal(reports, Console(soft_wrap=not sys.stdout.isatty()))
     markdown = render_comment(reports)
     if args.markdown:
         Path(args.markdown).write_text(markdown, encoding="utf-8")

@@ -20,7 +20,7 @@ from mcval.submission.load import LoadedSubmission, load_submission
 TESTS = str(Path(__file__).parent)
 SENTIMENTS = ("negative", "neutral", "positive")
 FAST = MeasurePolicy(warmup_calls=2, min_calls=5, min_seconds=0.2, max_seconds=5, threads=1)
-KNOWN_MB = 200
+KNOWN_MB = 400
 
 
 # --- test backend (imported by the child) ------------------------------------------------
