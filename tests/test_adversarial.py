@@ -899,6 +899,45 @@ def test_gguf_with_corrupted_header(world: World, capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.slow
+def test_quantized_gguf_is_an_input_error(
+    world: World, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Q8_0 GGUF would be dequantized by transformers and measured as fp32: the child
+    refuses it from its header, and validate reports it on model.gguf_file's line, exit 2."""
+    from tiny_models import build_tiny_llama, llama_to_gguf
+
+    llama = build_tiny_llama(tmp_path_factory.mktemp("adv") / "llama")
+    model = world.root / "models" / "g"
+    model.mkdir(parents=True)
+    llama_to_gguf(llama, model / "m.gguf", "Q8_0")
+    world.write(
+        FILE,
+        BASE_YAML.replace("id: org/tiny-bert", "id: ./models/g")
+        .replace("  task: text-classification", "  task: causal-lm\n  gguf_file: m.gguf")
+        .replace("data_files: [data/eval.jsonl]}\n  metrics: [accuracy]", "data_files: [d.txt]}")
+        .replace("path: json", "path: text")
+        .replace("{tokens: 16}", "{prompt_tokens: 8, new_tokens: 2}")
+        .replace("  quality: {accuracy: 0.5}\n", ""),
+    )
+    attempt(
+        "gguf-quantized",
+        world,
+        validate_argv(world),
+        capsys,
+        code=2,
+        prefix="  error ",
+        expected=[
+            f"{FILE}:7: model.gguf_file: m.gguf holds quantized tensors (15 × Q8_0, 5 × F32), "
+            "which transformers dequantizes to floating point while loading, so the row would "
+            "be timed and sized as a floating-point model, not as Q8_0; convert it to F16/F32 "
+            "GGUF or a safetensors checkpoint; a llama.cpp runtime will measure quantized GGUF "
+            "as GGUF"
+        ],
+        error_prefix="  error ",
+    )
+
+
+@pytest.mark.slow
 def test_unreadable_audio_row_fails_the_verdict(
     world: World, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:

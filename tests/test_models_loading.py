@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_llama
+from tiny_models import build_tiny_llama, llama_to_gguf
 
+from mcval.measure.size import measure_size
 from mcval.models import (
     InvalidGGUFError,
     LoadError,
     NotApplicableError,
-    check_claims,
-    inspect_model,
+    QuantizedGGUFError,
     load_model,
 )
 from mcval.policy import Policy
@@ -166,37 +167,71 @@ def test_corrupted_gguf_header_is_a_clear_error(
     assert info.value.field == ("model", "gguf_file")
 
 
-@pytest.mark.slow
-def test_real_smollm2_gguf_loads(tmp_path: Path) -> None:
-    """The real SmolLM2-135M Q4_1 GGUF: header parsed by gguf, loaded by transformers."""
-    import torch
-    from transformers import AutoModelForCausalLM
+class _NeverLoaded:
+    """A model class whose loading fails the test: the refusal must come first."""
 
+    @classmethod
+    def from_pretrained(cls, *args: object, **kwargs: object) -> None:
+        raise AssertionError("transformers was given a quantized GGUF")
+
+
+def test_real_smollm2_q4_1_gguf_is_refused_before_loading(tmp_path: Path) -> None:
+    """The real SmolLM2-135M Q4_1 GGUF: transformers would dequantize it to a 513 MB fp32
+    model, so it is refused from its header, naming the field and the tensor types."""
     gguf = _smollm2_gguf()
     repo = tmp_path / "repo"
     (repo / "models" / "smol").mkdir(parents=True)
-    shutil.copy(gguf, repo / "models" / "smol" / gguf.name)
+    try:
+        os.link(gguf, repo / "models" / "smol" / gguf.name)
+    except OSError:  # another filesystem
+        shutil.copy(gguf, repo / "models" / "smol" / gguf.name)
     spec = _spec("./models/smol", gguf.name)
-    loaded = load_model(spec, repo, "cpu", Policy(), AutoModelForCausalLM)
-    copied = (repo / "models" / "smol" / gguf.name).resolve()
-    assert loaded.files == [copied]
-    assert loaded.files_bytes == gguf.stat().st_size == 98362432
-    assert loaded.gguf_file == gguf.name
-    assert loaded.resolved is not None and loaded.resolved.gguf is not None
-    info = loaded.resolved.gguf
-    assert info.architecture == "llama"
-    assert info.tensor_count == 272 == sum(info.tensor_types.values())
-    assert "Q4_1" in info.tensor_types
-    assert loaded.warnings[0].startswith("transformers dequantizes GGUF tensors (")
-    model = loaded.model
-    assert type(model).__name__ == "LlamaForCausalLM"
-    assert model.config.num_hidden_layers == 30
-    with torch.no_grad():
-        logits = model(torch.tensor([[1, 2, 3]])).logits
-    assert logits.shape == (1, 3, 49152)
-    assert torch.isfinite(logits).all()
-    inspection = inspect_model(model)
-    assert inspection.parameters == sum(
-        t.numel() for t in {p.data_ptr(): p for p in model.state_dict().values()}.values()
+    with pytest.raises(QuantizedGGUFError) as info:
+        load_model(spec, repo, "cpu", Policy(), _NeverLoaded)
+    assert info.value.message.startswith(
+        "model.gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf holds quantized tensors "
+        "(210 × Q4_1, 1 × Q8_0, 61 × F32), which transformers dequantizes to floating point"
     )
-    assert check_claims("Q4_1 GGUF", [], inspection, gguf=True) == []
+    assert info.value.message.endswith(
+        "not as Q4_1/Q8_0; convert it to F16/F32 GGUF or a safetensors checkpoint; a llama.cpp "
+        "runtime will measure quantized GGUF as GGUF"
+    )
+    assert info.value.field == ("model", "gguf_file")
+
+
+@pytest.mark.parametrize(
+    ("weight_type", "dtype", "atol"),
+    [("F32", "float32", 0.0), ("F16", "float16", 2e-2), ("BF16", "bfloat16", 1e-1)],
+)
+def test_float_gguf_loads_in_its_own_dtype(
+    tmp_path: Path, llama_dir: Path, weight_type: str, dtype: str, atol: float
+) -> None:
+    """transformers alone would build an F16 GGUF as fp32 (twice its size); load_model keeps
+    the file's float type, and the model computes what the safetensors checkpoint does."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = tmp_path / "models" / "g"
+    folder.mkdir(parents=True)
+    gguf = llama_to_gguf(llama_dir, folder / f"tiny.{weight_type}.gguf", weight_type)
+    loaded = load_model(
+        _spec("./models/g", gguf.name), tmp_path, "cpu", Policy(), AutoModelForCausalLM
+    )
+    assert loaded.gguf_file == gguf.name
+    assert loaded.files_bytes == gguf.stat().st_size
+    assert loaded.warnings == []
+    model = loaded.model
+    assert {str(p.dtype) for p in model.parameters()} == {f"torch.{dtype}"}
+    reference = AutoModelForCausalLM.from_pretrained(llama_dir).eval()
+    size = measure_size(model, loaded.files)
+    assert size.parameters == measure_size(reference).parameters == 31392
+    # weights_mb is the file's own precision (the rotary inv_freq buffer stays fp32)
+    itemsize = getattr(torch, dtype).itemsize
+    assert size.weights_bytes == size.parameters * itemsize + size.buffer_elements * 4
+    assert size.files_bytes == gguf.stat().st_size
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        got = model(ids).logits.float()
+        want = reference(ids).logits
+    assert got.shape == want.shape == (1, 5, reference.config.vocab_size)
+    assert (got - want).abs().max().item() <= atol

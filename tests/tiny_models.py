@@ -312,3 +312,68 @@ def build_tiny_vit(
     ViTForImageClassification(config).eval().save_pretrained(path)
     ViTImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(path)
     return path
+
+
+# ---------------------------------------------------------------------------
+# GGUF builders (models area): llama.cpp-style GGUF files written with the ``gguf``
+# package's GGUFWriter, so tests need neither llama.cpp nor the hub.
+# ---------------------------------------------------------------------------
+
+
+def llama_to_gguf(source: Path, target: Path, weight_type: str = "F16") -> Path:
+    """The ``build_tiny_llama`` checkpoint in ``source`` written as a GGUF file ``target``,
+    as llama.cpp's convert_hf_to_gguf.py lays it out: tensors renamed (``blk.0.attn_q``),
+    q/k rows permuted for its rotary layout, 2-D weights stored as ``weight_type`` (``F32``,
+    ``F16``, ``BF16`` or a quantized type such as ``Q8_0``) and the norms kept in F32. No
+    tokenizer: transformers builds the model from the metadata alone."""
+    import json
+
+    import gguf
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    layers = config["num_hidden_layers"]
+    qtype = gguf.GGMLQuantizationType[weight_type]
+    writer = gguf.GGUFWriter(str(target), "llama")
+    writer.add_name(source.name)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(float(config.get("rope_theta") or 10000.0))
+    writer.add_vocab_size(config["vocab_size"])
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, layers)
+
+    def permute(weight: Any, n_head: int) -> Any:
+        rows = weight.shape[0] // n_head // 2
+        return (
+            weight.reshape(n_head, 2, rows, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+        )
+
+    for name, array in load_file(str(source / "model.safetensors")).items():
+        base = name.removesuffix(".weight")
+        new = names.get_name(base)
+        if new is None:
+            raise ValueError(f"no GGUF name for {name}")
+        data = array.astype(np.float32)
+        if base.endswith("q_proj"):
+            data = permute(data, heads)
+        elif base.endswith("k_proj"):
+            data = permute(data, kv_heads)
+        if data.ndim == 1 or qtype == gguf.GGMLQuantizationType.F32:
+            writer.add_tensor(f"{new}.weight", data)
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            writer.add_tensor(f"{new}.weight", data.astype(np.float16))
+        else:
+            packed = gguf.quants.quantize(data, qtype)
+            writer.add_tensor(f"{new}.weight", packed, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target

@@ -18,6 +18,7 @@ from mcval.models.errors import (
     ModelError,
     ModelNotFoundError,
     NotApplicableError,
+    QuantizedGGUFError,
     RecipeError,
 )
 from mcval.models.loading import LoadedModel, load_model
@@ -57,6 +58,7 @@ __all__ = [
     "NotApplicableError",
     "ParentPathError",
     "PickleWeightsError",
+    "QuantizedGGUFError",
     "RecipeError",
     "RecipePlan",
     "RecipeResult",

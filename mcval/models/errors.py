@@ -34,6 +34,12 @@ class DownloadTooLargeError(ModelError):
     """The checkpoint is larger than ``policy.measure.max_download_gb``."""
 
 
+class QuantizedGGUFError(ModelError):
+    """A GGUF whose tensors are quantized (Q4_1, Q8_0, ...): transformers would dequantize
+    them on load, so the row would be timed and sized as a floating-point model. Refused
+    until a GGUF runtime (llama.cpp) measures such a file as what it is."""
+
+
 class LoadError(ModelError):
     """transformers failed to build the model from files that passed the safety checks."""
 

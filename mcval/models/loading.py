@@ -86,6 +86,19 @@ def check_quantization_backend(config: dict[str, Any], device: str) -> None:
         )
 
 
+def gguf_float_dtype(tensor_types: dict[str, int]) -> str:
+    """The torch dtype a float GGUF is measured in: its half type when it has one (llama.cpp
+    keeps the norms in F32 beside F16/BF16 weights), else float32. transformers' GGUF loader
+    builds the model in float32 whatever the file holds (dtype "auto" included), so an F16
+    GGUF would be timed and sized as fp32. Quantized GGUF never gets here: the source rules
+    refuse it (``sources.check_gguf_tensor_types``)."""
+    if "BF16" in tensor_types:
+        return "bfloat16"
+    if "F16" in tensor_types:
+        return "float16"
+    return "float32"
+
+
 def _max_download_bytes(policy: Any) -> int:
     return int(float(policy.measure.max_download_gb) * 1e9)
 
@@ -103,10 +116,11 @@ def load_model(
 ) -> LoadedModel:
     """Resolve, vet and load ``spec`` (a ``ModelSpec``) onto ``device``.
 
-    ``dtype`` None keeps the checkpoint's own dtype ("auto"): an fp16 checkpoint is
-    measured as fp16. ``quantization_config`` is the load-time config of a recipe's
-    bitsandbytes step (``mcval.models.recipes.plan_recipe``). Raises ``ModelError``
-    subclasses (the team's to fix) and ``NotApplicableError`` (this device can't).
+    ``dtype`` None keeps the checkpoint's own dtype ("auto"): an fp16 checkpoint (an F16
+    GGUF too, see ``gguf_float_dtype``) is measured as fp16. ``quantization_config`` is the
+    load-time config of a recipe's bitsandbytes step (``mcval.models.recipes.plan_recipe``).
+    Raises ``ModelError`` subclasses (the team's to fix) and ``NotApplicableError`` (this
+    device can't).
     """
     resolved = resolve_source(
         spec.id,
@@ -130,12 +144,8 @@ def load_model(
     elif quantization_config is not None:
         as_dict = quantization_config.to_dict() if hasattr(quantization_config, "to_dict") else {}
         check_quantization_backend({**as_dict, "quant_method": "bitsandbytes"}, device)
-    if resolved.gguf is not None:
-        types = ", ".join(f"{k}×{v}" for k, v in sorted(resolved.gguf.tensor_types.items()))
-        warnings.append(
-            f"transformers dequantizes GGUF tensors ({types}) to floating point while loading, "
-            "so the model in memory (and weights_mb) has the dequantized size"
-        )
+    if resolved.gguf is not None and dtype is None:
+        dtype = gguf_float_dtype(resolved.gguf.tensor_types)
     kwargs: dict[str, Any] = {
         "use_safetensors": True,
         "trust_remote_code": False,

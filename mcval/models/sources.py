@@ -6,6 +6,8 @@ first (names and sizes) and refused before any byte of weights is downloaded whe
 they are pickle-only, too large for the runner's disk, or need custom code; then only
 the files transformers needs are fetched, through huggingface_hub's normal cache, at
 the exact commit that was listed (a moving branch cannot change between the two).
+A GGUF file is parsed first and refused when its tensors are quantized: transformers
+would dequantize them, and the row would be measured as something it is not.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mcval.models.errors import (
     HubUnavailableError,
     ModelError,
     ModelNotFoundError,
+    QuantizedGGUFError,
 )
 from mcval.models.safety import (
     SAFE_WEIGHTS_INDEX_NAME,
@@ -45,6 +48,38 @@ SMALL_FILE_SUFFIXES = (".json", ".txt", ".model", ".spm", ".tiktoken", ".jinja",
 ID_FIELD: FieldPath = ("model", "id")
 REVISION_FIELD: FieldPath = ("model", "revision")
 GGUF_FIELD: FieldPath = ("model", "gguf_file")
+GGUF_FLOAT_TYPES = frozenset({"F32", "F16", "BF16"})
+"""GGUF tensor types holding plain floats; every other type holds quantized blocks, which
+transformers dequantizes on load, so such a file would not be measured as what it is."""
+
+
+def check_gguf_tensor_types(path: Path, info: GGUFInfo, field: FieldPath = GGUF_FIELD) -> None:
+    """Refuse a GGUF with quantized tensors: transformers dequantizes them while loading, so
+    a Q4 file would be timed and sized as fp32. Until a llama.cpp runtime measures GGUF
+    as GGUF, only float GGUF (F32/F16/BF16) is measured."""
+    quantized = {t: n for t, n in info.tensor_types.items() if t not in GGUF_FLOAT_TYPES}
+    if not quantized:
+        return
+    counts = sorted(
+        info.tensor_types.items(), key=lambda tn: (tn[0] in GGUF_FLOAT_TYPES, -tn[1], tn[0])
+    )
+    found = ", ".join(f"{n} × {t}" for t, n in counts)
+    kinds = "/".join(t for t, _ in counts if t in quantized)
+    raise QuantizedGGUFError(
+        f"model.gguf_file: {path.name} holds quantized tensors ({found}), which transformers "
+        "dequantizes to floating point while loading, so the row would be timed and sized as "
+        f"a floating-point model, not as {kinds}; convert it to F16/F32 GGUF or a safetensors "
+        "checkpoint; a llama.cpp runtime will measure quantized GGUF as GGUF",
+        field,
+    )
+
+
+def vet_gguf(path: Path, field: FieldPath = GGUF_FIELD) -> GGUFInfo:
+    """Parse the GGUF header (``validate_gguf``) and refuse quantized tensors, both before
+    transformers sees the file."""
+    info = validate_gguf(path, field)
+    check_gguf_tensor_types(path, info, field)
+    return info
 
 
 class HubListing(BaseModel):
@@ -264,7 +299,7 @@ def _resolve_local(
         gguf_path = confine_path(inside.as_posix(), repo_root, GGUF_FIELD)
         if not gguf_path.is_file():
             raise ModelNotFoundError(f"gguf_file {gguf_file!r} is not a file", GGUF_FIELD)
-        info = validate_gguf(gguf_path, GGUF_FIELD)
+        info = vet_gguf(gguf_path)
         return ResolvedSource(
             kind="local",
             model_id=model_id,
@@ -331,7 +366,7 @@ def _resolve_hub(
         _check_size(repo_id, files[gguf_file] or 0, max_bytes, "GGUF weights")
         snapshot = hub.download(repo_id, listing.commit, [gguf_file])
         gguf_path = snapshot / gguf_file
-        info = validate_gguf(gguf_path, GGUF_FIELD)
+        info = vet_gguf(gguf_path)
         return ResolvedSource(
             kind="hub",
             model_id=repo_id,
@@ -398,7 +433,7 @@ def _from_cached_snapshot(
             raise ModelNotFoundError(
                 f"the cached snapshot of {repo_id!r} has no file {gguf_file!r}", GGUF_FIELD
             )
-        info = validate_gguf(gguf_path, GGUF_FIELD)
+        info = vet_gguf(gguf_path)
         return ResolvedSource(weight_files=[gguf_path], gguf_file=gguf_file, gguf=info, **common)
     weights = local_safetensors_weights(snapshot, class_name, ID_FIELD, hub=True)
     return ResolvedSource(weight_files=weights, **common)

@@ -41,7 +41,10 @@ class ModelSpec(StrictModel):
     )
     task: Task
     gguf_file: ShortText | None = Field(
-        default=None, description="Name of a GGUF file inside the model repository or directory."
+        default=None,
+        description="Name of a GGUF file inside the model repository or directory. Its tensors "
+        "must be F32, F16 or BF16: a quantized GGUF (Q4_1, Q8_0, ...) is refused, since "
+        "transformers would dequantize it and it would be measured as a floating-point model.",
     )
 
     @field_validator("id", "gguf_file")
