@@ -1,8 +1,9 @@
-"""Entry point of a measuring child: ``python -m mcval.measure.child`` (see isolation.py).
+"""Entry point of a measuring child, spawned or forked by the fork server (see isolation.py).
 
 Reads a ``ChildRequest`` from stdin, imports ``preload`` modules, applies the memory cap,
 runs the target and writes JSON lines (progress, then one result or error) to the result
-pipe. Exits with ``os._exit`` so that library threads or atexit hooks cannot hang it.
+pipe; the result carries the process's lifetime peak RSS. Exits with ``os._exit`` so that
+library threads or atexit hooks cannot hang it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,6 @@ def _last_frame(exc: BaseException) -> str | None:
     return f"{f.filename}:{f.lineno} in {f.name}"
 
 
-def _peak_rss() -> int | None:
-    from mcval.measure.memory import read_status
-
-    return read_status().get("VmHWM")
-
-
 def _apply_memory_cap(limit_mb: int) -> None:
     """Cap further address-space growth at ``limit_mb`` over what is mapped now."""
     import resource
@@ -62,13 +57,23 @@ def _lift_memory_cap() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
 
 
-def main() -> None:
+def run_from_stdin(result_fd: int | None = None) -> int:
+    """Read a ``ChildRequest`` from stdin, run it, write the messages; the exit code.
+
+    ``result_fd`` overrides the request's (a forked child received the pipe from the fork
+    server under another number than the spawning parent's).
+    """
     start = time.monotonic()
-    raw = sys.stdin.buffer.read()
+    raw = b""
+    while chunk := os.read(0, 1 << 16):
+        raw += chunk
     from mcval.measure.isolation import ChildMessage, ChildRequest
+    from mcval.measure.memory import lifetime_peak_rss
 
     request = ChildRequest.model_validate_json(raw)
-    out: BinaryIO = os.fdopen(request.result_fd, "wb", buffering=0)
+    out: BinaryIO = os.fdopen(
+        request.result_fd if result_fd is None else result_fd, "wb", buffering=0
+    )
 
     def send(msg: ChildMessage) -> None:
         out.write(msg.model_dump_json(exclude_none=True).encode() + b"\n")
@@ -93,7 +98,14 @@ def main() -> None:
         value: Any = func(request.payload, progress)
         if hasattr(value, "model_dump"):
             value = value.model_dump(mode="json")
-        send(ChildMessage(type="result", value=value, elapsed_s=time.monotonic() - start))
+        send(
+            ChildMessage(
+                type="result",
+                value=value,
+                peak_rss_bytes=lifetime_peak_rss(),
+                elapsed_s=time.monotonic() - start,
+            )
+        )
     except BaseException as exc:
         _lift_memory_cap()  # reporting must not fail for want of memory
         tb = traceback.format_exc()
@@ -108,16 +120,21 @@ def main() -> None:
                     traceback_last=_last_frame(exc),
                     traceback=tb[-8000:],
                     memory=memory,
-                    peak_rss_bytes=_peak_rss(),
+                    peak_rss_bytes=lifetime_peak_rss(),
                     elapsed_s=time.monotonic() - start,
                 )
             )
         except BaseException:
-            os._exit(3)
+            return 3
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-    os._exit(0)
+    return 0
+
+
+def main(result_fd: int | None = None) -> None:
+    """Entry point of an exec'd child (see isolation.py); exits without atexit hooks."""
+    os._exit(run_from_stdin(result_fd))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
-"""Run one measurement in a freshly spawned Python process, with a time limit and a memory cap.
+"""Run one measurement in a process of its own, with a time limit and a memory cap.
 
 Why a fresh process: a model that hangs, segfaults, is OOM-killed or raises must become that
 submission's error, never a crash of mcval; and RAM/latency figures must not carry state
-(allocator caches, imported modules, threads, a CUDA context) from earlier work. The child is
-``python -m mcval.measure.child`` started with an explicit environment, so
-``CUDA_VISIBLE_DEVICES=""`` and the thread variables are in place before torch is imported.
+(allocator caches, threads, a CUDA context) from earlier work. A CPU measurement is forked
+from the run's preloaded fork server (forkserver.py: no import cost, exact peak RSS from
+``wait4``); a CUDA one, or any where the platform cannot fork from a server, is a spawned
+``python -I`` with an explicit environment, so ``CUDA_VISIBLE_DEVICES`` and the thread
+variables are in place before torch is imported.
 
-Protocol: the request (pydantic ``ChildRequest``) goes in on stdin; the child writes JSON
-lines to a dedicated pipe (progress events, then exactly one result or error); its stdout and
-stderr go to a temporary file whose tail is quoted when something goes wrong. The parent polls
-the child's kernel peak-RSS mark (``/proc/<pid>/status`` ``VmHWM``) every ``poll_interval_s``
-from outside — that costs the child nothing — so every error can say how much memory had been
-used so far.
+Protocol: the request (pydantic ``ChildRequest``) is the child's stdin; the child writes JSON
+lines to a dedicated pipe (progress events, then exactly one result or error, which carries
+its lifetime peak RSS); its stdout and stderr go to a temporary file whose tail is quoted when
+something goes wrong. The parts: ``MessageReader`` parses the pipe, ``_supervise`` waits
+for the end or the time limit, ``classify_failure`` (pure) words what went wrong.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import os
 import selectors
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +30,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
+from mcval.measure import forkserver
+from mcval.measure.forkserver import ChildExit, ForkedChild, kill_session, python_command
 from mcval.measure.memory import MIB, read_status
 
 R = TypeVar("R", bound=BaseModel)
@@ -94,15 +96,16 @@ class Isolated(BaseModel, Generic[R]):
     value: R | None = None
     error: ChildError | None = None
     elapsed_s: float
-    peak_rss_mb: float | None = Field(description="child's peak RSS as seen from the parent")
+    peak_rss_mb: float | None = Field(
+        description="the child's peak RSS over its whole life: wait4's ru_maxrss for a forked "
+        "child, else its own report or the parent's samples"
+    )
     stages: list[str] = Field(default_factory=list)
-
-
-def _package_parent() -> str:
-    """Directory containing the ``mcval`` package, so the child imports this same code."""
-    import mcval
-
-    return str(Path(mcval.__file__).resolve().parent.parent)
+    launcher: Literal["fork", "exec", "spawn"] = Field(
+        default="spawn",
+        description="forked from the preloaded fork server, a fresh interpreter exec'd from a "
+        "bare one, or spawned from this process (where no server can run)",
+    )
 
 
 def child_env(
@@ -113,10 +116,6 @@ def child_env(
 ) -> dict[str, str]:
     """Environment of a measuring child (set before its interpreter starts)."""
     env = dict(os.environ)
-    parent = _package_parent()
-    env["PYTHONPATH"] = os.pathsep.join(
-        [parent, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
-    )
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTHONUNBUFFERED"] = "1"
     if hide_cuda:
@@ -162,28 +161,189 @@ def _signal_message(signum: int) -> str:
     return f"was terminated by {name}"
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the child and anything it started (it leads its own session)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
+class MessageReader:
+    """Splits the result pipe's bytes into ``ChildMessage`` lines as they arrive."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None) -> None:
+        self._buf = b""
+        self._on_stage = on_stage
+        self.stages: list[str] = []
+        self.final: ChildMessage | None = None
+        self.protocol_error: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._buf = (self._buf + chunk).split(b"\n")
+        for line in lines:
+            self._take(line)
+
+    def close(self) -> None:
+        """The pipe is drained: a last line without its newline still counts."""
+        self._take(self._buf)
+        self._buf = b""
+
+    def _take(self, line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            msg = ChildMessage.model_validate_json(line)
+        except ValidationError as exc:
+            self.protocol_error = f"unreadable message from the child: {exc}"
+            return
+        if msg.type == "progress" and msg.stage:
+            self.stages.append(msg.stage)
+            if self._on_stage is not None:
+                self._on_stage(msg.stage)
+        elif msg.type in ("result", "error"):
+            self.final = msg
 
 
-def _with_maxrss(peak: int, rusage: Any, parent_rss: int) -> int:
-    """Fold the exited child's ``ru_maxrss`` into ``peak`` when it is the child's own."""
-    maxrss = rusage.ru_maxrss * 1024
-    return max(peak, maxrss) if maxrss > parent_rss * 1.05 else peak
+class Failure(BaseModel):
+    """What ``classify_failure`` decided: the kind, the sentence and the evidence."""
+
+    kind: ErrorKind
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
-def _is_our_child(pid: int) -> bool:
-    """Whether ``pid`` runs the child program yet. Between fork and exec it still is a copy
-    of this process, whose peak-RSS mark (and ``ru_maxrss``, kept across exec) would count
-    the parent's memory as the child's."""
-    try:
-        return b"mcval.measure.child" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+def classify_failure(
+    *,
+    final: ChildMessage | None,
+    protocol_error: str | None,
+    exit_code: int | None,
+    elapsed_s: float,
+    peak_mb: float | None,
+    memory_limit_mb: int | None,
+    tail: str | None,
+) -> Failure:
+    """Why a child that ended gave no valid result, in one sentence (pure: no process)."""
+    ran = f"after {elapsed_s:.1f} s; peak memory {_fmt_mb(peak_mb)}"
+    if final is not None and final.type == "error":
+        what = ": ".join(part for part in (final.exc_type, final.exc_message) if part)
+        where = f" at {final.traceback_last}" if final.traceback_last else ""
+        evidence = {
+            "exc_type": final.exc_type,
+            "exc_message": final.exc_message,
+            "traceback_last": final.traceback_last,
+            "traceback": final.traceback,
+            "output_tail": tail,
+        }
+        if final.memory:
+            cap = f" (memory cap {memory_limit_mb} MB)" if memory_limit_mb is not None else ""
+            return Failure(
+                kind="memory",
+                message=f"ran out of memory{cap}: {what}{where}; {ran}",
+                details=evidence,
+            )
+        return Failure(kind="exception", message=f"raised {what}{where}; {ran}", details=evidence)
+    if exit_code is not None and exit_code < 0:
+        return Failure(
+            kind="signal",
+            message=f"the measuring process {_signal_message(-exit_code)} {ran}",
+            details={
+                "signal": _signal_name(-exit_code),
+                "exit_code": exit_code,
+                "output_tail": tail,
+            },
+        )
+    if protocol_error is not None:
+        return Failure(
+            kind="protocol",
+            message=f"{protocol_error} ({ran})",
+            details={"exit_code": exit_code, "output_tail": tail},
+        )
+    last = f"; last output: {tail.splitlines()[-1]}" if tail else ""
+    return Failure(
+        kind="exit",
+        message=f"the measuring process exited with code {exit_code} without a result {ran}{last}",
+        details={"exit_code": exit_code, "output_tail": tail},
+    )
+
+
+class SpawnedChild:
+    """A child exec'd from this process. Its ``ru_maxrss`` starts at this process's own
+    mark (kept across exec), so it counts only when clearly above that mark; otherwise the
+    peak comes from the child's own report or from sampling it while it runs."""
+
+    launcher: Literal["spawn"] = "spawn"
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.pid = proc.pid
+        self.peak_seen = 0
+        self._parent_mark = read_status().get("VmHWM") or 0
+        self.ended: ChildExit | None = None
+        self._pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._pidfd = os.pidfd_open(proc.pid)
+
+    def fileno(self) -> int | None:
+        return self._pidfd
+
+    def _exit(self, status: int, usage: Any) -> ChildExit:
+        maxrss = usage.ru_maxrss * 1024
+        own = maxrss if maxrss > self._parent_mark * 1.05 else None
+        self.ended = ChildExit(status=status, maxrss_bytes=own)
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return self.ended
+
+    def poll(self) -> ChildExit | None:
+        if self.ended is None:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            if pid:
+                return self._exit(status, usage)
+        return self.ended
+
+    def kill(self) -> None:
+        kill_session(self.pid)
+
+    def wait(self) -> ChildExit:
+        if self.ended is None:
+            _pid, status, usage = os.wait4(self.pid, 0)
+            return self._exit(status, usage)
+        return self.ended
+
+    def sample_peak(self) -> int:
+        """The running child's peak-RSS mark, once it runs the child program (between
+        fork and exec it is still a copy of this process, whose mark is not its own)."""
+        try:
+            if b"mcval.measure.child" not in Path(f"/proc/{self.pid}/cmdline").read_bytes():
+                return 0
+        except OSError:
+            return 0
+        return read_status(self.pid).get("VmHWM") or 0
+
+
+ChildHandle = ForkedChild | SpawnedChild
+
+
+def _spawn(
+    request_file: Any, out_file: Any, result_fd: int, env: Mapping[str, str]
+) -> SpawnedChild:
+    proc = subprocess.Popen(
+        python_command("mcval.measure.child", "mcval.measure.child.main()"),
+        stdin=request_file,
+        stdout=out_file,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        pass_fds=(result_fd,),
+        start_new_session=True,
+    )
+    return SpawnedChild(proc)
+
+
+def _read_available(fd: int) -> tuple[bytes, bool]:
+    """Everything readable now from a non-blocking pipe, and whether it reached EOF (a
+    grandchild holding the write end must not block the parent)."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return data, False
+        if not chunk:
+            return data, True
+        data += chunk
 
 
 def run_isolated(
@@ -200,47 +360,59 @@ def run_isolated(
     env: Mapping[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
     poll_interval_s: float = 0.2,
+    preload_server: bool = False,
 ) -> Isolated[R]:
-    """Run ``target(payload_dict, progress)`` in a spawned child and validate its result.
+    """Run ``target(payload_dict, progress)`` in a child of its own and validate its result.
 
     ``target`` is ``"module:function"``; it receives the payload as a dict and a callable to
     report progress stages, and returns a ``result_model`` instance (or a dict for it).
     ``memory_limit_mb`` caps how much address space the child may add after importing
     ``preload`` (``RLIMIT_AS``; an allocation past it raises ``MemoryError`` in the child).
+    On Linux the child comes from a fork server, so its peak RSS is exact (``wait4``):
+    with ``preload_server`` and ``hide_cuda``, forked from a server that has imported
+    ``preload`` already (no import cost); otherwise exec'd from a bare server. Elsewhere,
+    or when no server starts, it is spawned and its peak sampled.
     Never raises for anything the child does; ``KeyboardInterrupt`` kills the child first.
     """
     start = time.monotonic()
-    peak_hwm = 0
-    # ru_maxrss survives exec, and a forked copy inherits this process's high-water mark,
-    # so the child's ru_maxrss is its own peak only when it exceeds that mark.
-    parent_rss = read_status().get("VmHWM") or 0
-    stages: list[str] = []
     payload_dict = (
         payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
     )
+    reader = MessageReader(progress)
+    peak = 0
+    handle: ChildHandle | None = None
 
-    def fail(kind: ErrorKind, message: str, **kw: Any) -> Isolated[R]:
-        elapsed = time.monotonic() - start
-        peak = peak_hwm / MIB if peak_hwm else None
-        err = ChildError(
-            kind=kind,
-            message=message,
-            elapsed_s=round(elapsed, 3),
-            peak_rss_mb=peak,
-            time_limit_s=time_limit_s,
-            memory_limit_mb=memory_limit_mb,
-            stage=stages[-1] if stages else None,
+    def outcome(**kw: Any) -> Isolated[R]:
+        peak_mb = peak / MIB if peak else None
+        return Isolated[R](
+            elapsed_s=time.monotonic() - start,
+            peak_rss_mb=peak_mb,
+            stages=reader.stages,
+            launcher=handle.launcher if handle is not None else "spawn",
             **kw,
         )
-        return Isolated[R](ok=False, error=err, elapsed_s=elapsed, peak_rss_mb=peak, stages=stages)
+
+    def fail(kind: ErrorKind, message: str, **details: Any) -> Isolated[R]:
+        error = ChildError(
+            kind=kind,
+            message=message,
+            elapsed_s=round(time.monotonic() - start, 3),
+            peak_rss_mb=peak / MIB if peak else None,
+            time_limit_s=time_limit_s,
+            memory_limit_mb=memory_limit_mb,
+            stage=reader.stages[-1] if reader.stages else None,
+            **details,
+        )
+        return outcome(ok=False, error=error)
 
     read_fd, write_fd = os.pipe()
-    # Closed in the finally below (it must outlive the Popen call, not a with-block).
+    os.set_blocking(read_fd, False)
+    # Closed in the finally below (they must outlive the launch, not a with-block).
     out_file = tempfile.NamedTemporaryFile(  # noqa: SIM115
         prefix="mcval-child-", suffix=".log", delete=False
     )
+    request_file = tempfile.TemporaryFile(prefix="mcval-request-")  # noqa: SIM115
     out_path = Path(out_file.name)
-    proc: subprocess.Popen[bytes] | None = None
     try:
         request = ChildRequest(
             target=target,
@@ -250,178 +422,126 @@ def run_isolated(
             sys_path=[str(p) for p in sys_path],
             result_fd=write_fd,
         )
+        request_file.write(request.model_dump_json().encode())
+        request_file.flush()
+        request_file.seek(0)
+        child_vars = child_env(hide_cuda=hide_cuda, threads=threads, extra=env)
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mcval.measure.child"],
-                stdin=subprocess.PIPE,
-                stdout=out_file,
-                stderr=subprocess.STDOUT,
-                env=child_env(hide_cuda=hide_cuda, threads=threads, extra=env),
-                pass_fds=(write_fd,),
-                start_new_session=True,
-            )
+            if forkserver.supported():
+                # Preloaded and forked for CPU; a fresh interpreter exec'd from a bare
+                # server for CUDA (or when asked): exact ru_maxrss either way.
+                preloaded = preload_server and hide_cuda
+                with contextlib.suppress(forkserver.ForkServerError):
+                    server = forkserver.shared_server(
+                        preload if preloaded else (),
+                        child_env(hide_cuda=True, threads=None) if preloaded else {},
+                    )
+                    handle = server.fork(
+                        request_fd=request_file.fileno(),
+                        output_fd=out_file.fileno(),
+                        result_fd=write_fd,
+                        env=child_vars,
+                        exec_child=not preloaded,
+                    )
+            if handle is None:
+                handle = _spawn(request_file, out_file, write_fd, child_vars)
         except OSError as exc:
             return fail("launch", f"could not start the measuring process: {exc}")
         finally:
             os.close(write_fd)
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(request.model_dump_json().encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
 
-        buf = b""
-        final: ChildMessage | None = None
-        protocol_error: str | None = None
-        status: int | None = None
-        eof = False
-        sel = selectors.DefaultSelector()
-        sel.register(read_fd, selectors.EVENT_READ)
-        try:
-            while True:
-                if _is_our_child(proc.pid):
-                    hwm = read_status(proc.pid).get("VmHWM")
-                    if hwm:
-                        peak_hwm = max(peak_hwm, hwm)
-                if not eof:
-                    for _key, _ev in sel.select(timeout=poll_interval_s):
-                        chunk = os.read(read_fd, 1 << 16)
-                        if not chunk:
-                            eof = True
-                            sel.unregister(read_fd)
-                            break
-                        buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if not line.strip():
-                            continue
-                        try:
-                            msg = ChildMessage.model_validate_json(line)
-                        except ValidationError as exc:
-                            protocol_error = f"unreadable message from the child: {exc}"
-                            continue
-                        if msg.type == "progress" and msg.stage:
-                            stages.append(msg.stage)
-                            if progress is not None:
-                                progress(msg.stage)
-                        elif msg.type in ("result", "error"):
-                            final = msg
-                else:
-                    time.sleep(min(poll_interval_s, 0.05))
-                pid, st, rusage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    status = st
-                    proc.returncode = os.waitstatus_to_exitcode(st)
-                    peak_hwm = _with_maxrss(peak_hwm, rusage, parent_rss)
-                    # Drain whatever the child wrote before exiting.
-                    if not eof:
-                        while True:
-                            chunk = os.read(read_fd, 1 << 16)
-                            if not chunk:
-                                break
-                            buf += chunk
-                        for line in buf.split(b"\n"):
-                            if line.strip():
-                                try:
-                                    msg = ChildMessage.model_validate_json(line)
-                                except ValidationError as exc:
-                                    protocol_error = f"unreadable message from the child: {exc}"
-                                    continue
-                                if msg.type in ("result", "error"):
-                                    final = msg
-                                elif msg.stage:
-                                    stages.append(msg.stage)
-                    break
-                if time.monotonic() - start > time_limit_s:
-                    _kill_group(proc)
-                    _pid, st, rusage = os.wait4(proc.pid, 0)
-                    proc.returncode = os.waitstatus_to_exitcode(st)
-                    peak_hwm = _with_maxrss(peak_hwm, rusage, parent_rss)
-                    elapsed = time.monotonic() - start
-                    return fail(
-                        "timeout",
-                        f"timed out: still running after {elapsed:.1f} s "
-                        f"(time limit {time_limit_s:g} s), so it was killed"
-                        + (f" during '{stages[-1]}'" if stages else "")
-                        + f"; peak memory so far {_fmt_mb(peak_hwm / MIB if peak_hwm else None)}",
-                        output_tail=_tail(out_path),
-                    )
-        finally:
-            sel.close()
-            # Kill stray grandchildren the child may have left in its session.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        elapsed = time.monotonic() - start
-        peak_mb = peak_hwm / MIB if peak_hwm else None
+        ended, overran = _supervise(handle, read_fd, reader, start, time_limit_s, poll_interval_s)
+        if isinstance(handle, SpawnedChild):
+            peak = max(peak, handle.peak_seen)
+        peak = max(peak, ended.maxrss_bytes or 0)
+        final = reader.final
         if final is not None and final.peak_rss_bytes:
-            peak_hwm = max(peak_hwm, final.peak_rss_bytes)
-            peak_mb = peak_hwm / MIB
-        code = proc.returncode if status is not None else None
-
+            peak = max(peak, final.peak_rss_bytes)
+        elapsed = time.monotonic() - start
+        if overran:
+            return fail(
+                "timeout",
+                f"timed out: still running after {elapsed:.1f} s "
+                f"(time limit {time_limit_s:g} s), so it was killed"
+                + (f" during '{reader.stages[-1]}'" if reader.stages else "")
+                + f"; peak memory so far {_fmt_mb(peak / MIB if peak else None)}",
+                output_tail=_tail(out_path),
+            )
         if final is not None and final.type == "result":
             try:
                 value = result_model.model_validate(final.value or {})
             except ValidationError as exc:
                 return fail("protocol", f"the measuring process returned an invalid result: {exc}")
-            return Isolated[R](
-                ok=True, value=value, elapsed_s=elapsed, peak_rss_mb=peak_mb, stages=stages
-            )
-        if final is not None and final.type == "error":
-            what = f"{final.exc_type}: {final.exc_message}".rstrip(": ")
-            where = f" at {final.traceback_last}" if final.traceback_last else ""
-            ran = f"after {elapsed:.1f} s; peak memory {_fmt_mb(peak_mb)}"
-            if final.memory:
-                cap = f" (memory cap {memory_limit_mb} MB)" if memory_limit_mb is not None else ""
-                message = f"ran out of memory{cap}: {what}{where}; {ran}"
-                kind: ErrorKind = "memory"
-            else:
-                message = f"raised {what}{where}; {ran}"
-                kind = "exception"
-            return fail(
-                kind,
-                message,
-                exc_type=final.exc_type,
-                exc_message=final.exc_message,
-                traceback_last=final.traceback_last,
-                traceback=final.traceback,
-                output_tail=_tail(out_path),
-            )
-        tail = _tail(out_path)
-        ran = f"after {elapsed:.1f} s; peak memory {_fmt_mb(peak_mb)}"
-        if code is not None and code < 0:
-            return fail(
-                "signal",
-                f"the measuring process {_signal_message(-code)} {ran}",
-                signal=_signal_name(-code),
-                exit_code=code,
-                output_tail=tail,
-            )
-        if protocol_error is not None:
-            return fail("protocol", f"{protocol_error} ({ran})", exit_code=code, output_tail=tail)
-        last = f"; last output: {tail.splitlines()[-1]}" if tail else ""
-        return fail(
-            "exit",
-            f"the measuring process exited with code {code} without a result {ran}{last}",
-            exit_code=code,
-            output_tail=tail,
+            return outcome(ok=True, value=value)
+        failure = classify_failure(
+            final=final,
+            protocol_error=reader.protocol_error,
+            exit_code=ended.exit_code,
+            elapsed_s=elapsed,
+            peak_mb=peak / MIB if peak else None,
+            memory_limit_mb=memory_limit_mb,
+            tail=_tail(out_path),
         )
+        return fail(failure.kind, failure.message, **failure.details)
     except KeyboardInterrupt:
-        if proc is not None and proc.returncode is None:
-            _kill_group(proc)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(proc.pid, 0)
+        if handle is not None:
+            handle.kill()
+            with contextlib.suppress(Exception):
+                handle.wait()
         raise
     except Exception as exc:  # never crash mcval because of a child
-        if proc is not None and proc.returncode is None:
-            _kill_group(proc)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(proc.pid, 0)
+        if handle is not None:
+            handle.kill()
+            with contextlib.suppress(Exception):
+                handle.wait()
         return fail("launch", f"measuring process failed to run: {type(exc).__name__}: {exc}")
     finally:
         with contextlib.suppress(OSError):
             os.close(read_fd)
         out_file.close()
+        request_file.close()
         with contextlib.suppress(OSError):
             out_path.unlink()
+
+
+def _supervise(
+    handle: ChildHandle,
+    read_fd: int,
+    reader: MessageReader,
+    start: float,
+    time_limit_s: float,
+    poll_interval_s: float,
+) -> tuple[ChildExit, bool]:
+    """Read the child's messages until it ends: (how it ended, whether it overran the time
+    limit and was killed)."""
+    sel = selectors.DefaultSelector()
+    sel.register(read_fd, selectors.EVENT_READ, "pipe")
+    exit_fd = handle.fileno()
+    if exit_fd is not None:
+        sel.register(exit_fd, selectors.EVENT_READ, "exit")
+    pipe_open = True
+    try:
+        while True:
+            if isinstance(handle, SpawnedChild):
+                handle.peak_seen = max(handle.peak_seen, handle.sample_peak())
+            remaining = time_limit_s - (time.monotonic() - start)
+            if remaining <= 0:
+                handle.kill()
+                return handle.wait(), True
+            for key, _events in sel.select(timeout=min(poll_interval_s, remaining)):
+                if key.data == "pipe":
+                    data, eof = _read_available(read_fd)
+                    reader.feed(data)
+                    if eof:
+                        sel.unregister(read_fd)
+                        pipe_open = False
+            ended = handle.poll()
+            if ended is not None:
+                if pipe_open:
+                    data, _eof = _read_available(read_fd)
+                    reader.feed(data)
+                reader.close()
+                return ended, False
+    finally:
+        sel.close()
+        handle.kill()  # stray grandchildren left in the child's session
