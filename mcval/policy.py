@@ -101,6 +101,25 @@ class MeasurePolicy(_Section):
     threads: Annotated[int, Field(gt=0)] | None = None
     max_download_gb: Annotated[float, Field(gt=0)] = 20.0
     default_samples: Annotated[int, Field(gt=0)] = 200
+    fork_server: bool = Field(
+        default=True,
+        description="fork CPU measuring children from a server that imported torch and "
+        "transformers once per run (Linux); false: a fresh interpreter per measurement",
+    )
+    max_other_load: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.10,
+        description="share of the machine's CPU time other processes may use while the calls "
+        "are timed; above it the window is disturbed and timed again",
+    )
+    max_spread: Annotated[float, Field(gt=1)] = Field(
+        default=2.0, description="p90/p10 of the timed calls above which a window is disturbed"
+    )
+    stable_attempts: Annotated[int, Field(ge=1)] = Field(
+        default=3, description="timed windows tried before a latency is marked unstable"
+    )
+    unstable_pause_s: Annotated[float, Field(ge=0)] = Field(
+        default=2.0, description="pause before timing a disturbed window again"
+    )
 
 
 class LimitsPolicy(_Section):

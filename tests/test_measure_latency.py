@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import statistics
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -178,10 +179,74 @@ def test_a_busy_machine_is_detected() -> None:
     try:
         time.sleep(0.3)
         stats = measure_latency(
-            lambda: time.sleep(0.01), warmup_calls=0, min_calls=1, min_seconds=1.0
+            lambda: time.sleep(0.01),
+            warmup_calls=0,
+            min_calls=1,
+            min_seconds=1.0,
+            stability=latency_mod.Stability(attempts=1),
         )
     finally:
         spinner.kill()
         spinner.wait()
     assert stats.others_cpu_share is not None
     assert stats.others_cpu_share >= 0.8 / (os.cpu_count() or 1)  # the spinner holds one CPU
+    assert stats.unstable and stats.attempts == 1
+    assert stats.unstable_reason is not None
+    assert stats.unstable_reason.startswith("other processes used ")
+
+
+SPIN = "import time\nt = time.time()\nwhile time.time() - t < 60: pass\n"
+
+
+@pytest.mark.slow
+def test_a_cpu_hog_beside_a_measurement_never_leaves_it_silently_off() -> None:
+    """Two busy processes on the cores a 2-thread call uses: the figure is either still
+    right (within 50 % of the undisturbed one) or marked unstable with the reason."""
+    import subprocess
+    import sys
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    a = torch.randn(320, 320)
+    stability = latency_mod.Stability(attempts=2, pause_s=0.2)
+    settings: dict = {"warmup_calls": 3, "min_calls": 20, "min_seconds": 0.5}
+    try:
+        quiet = measure_latency(lambda: a @ a @ a, stability=stability, **settings)
+        hogs = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(2)]
+        try:
+            time.sleep(0.3)
+            busy = measure_latency(lambda: a @ a @ a, stability=stability, **settings)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+    finally:
+        torch.set_num_threads(before)
+    assert busy.attempts == 2 or not busy.unstable
+    if busy.unstable:
+        assert busy.unstable_reason is not None
+        assert busy.unstable_reason.endswith(
+            "in each of 2 timed window(s); measure again on a quiet machine"
+        )
+        assert busy.others_cpu_share is not None and busy.others_cpu_share > 0.10
+    else:  # the hogs did not get in the way: then the figure must agree
+        assert not quiet.unstable, quiet.unstable_reason
+        assert busy.median_ms == pytest.approx(quiet.median_ms, rel=0.5)
+    assert busy.cpu_utilization is not None and 0 < busy.cpu_utilization <= 1.05
+    assert busy.load_before is not None and busy.load_after is not None
+
+
+def test_disturbance_rules_on_fixed_windows() -> None:
+    rules = latency_mod.Stability(max_other_load=0.10, max_spread=2.0)
+    calm = latency_mod.summarize([10.0, 10.2, 9.9, 10.1, 10.0, 10.3], threads=2)
+    calm.others_cpu_share = 0.02
+    assert latency_mod.disturbance(calm, rules) is None
+    crowded = calm.model_copy(update={"others_cpu_share": 0.55, "cpu_utilization": 0.31})
+    assert latency_mod.disturbance(crowded, rules) == (
+        "other processes used 55% of this machine's CPU while the calls were timed (limit 10%)"
+        "; this process got 31% of its 2 threads' time"
+    )
+    jumpy = latency_mod.summarize([10.0, 10.0, 31.0, 10.0, 35.0, 10.0, 40.0], threads=2)
+    assert latency_mod.disturbance(jumpy, rules) == (
+        "the timed calls spread too widely (p90/p10 = 3.7, limit 2)"
+    )

@@ -94,3 +94,47 @@ def test_pause_stops_polling_samples() -> None:
     finally:
         tracker.stop()
     assert tracker._thread is None
+
+
+class Windows(BaseModel):
+    stats: RamStats
+
+
+def child_load_then_infer(payload: dict[str, Any], progress: Callable[[str], None]) -> Windows:
+    """A 'load' that needs a large temporary copy (as an fp32 → bf16 cast does), then an
+    'inference' that holds a smaller model."""
+    tracker = PeakRSS()
+    tracker.start()
+    fp32 = bytearray(payload["load_mb"] * 2**20)
+    fp32[::4096] = b"\x01" * (len(fp32) // 4096)
+    model = bytearray(payload["model_mb"] * 2**20)
+    model[::4096] = b"\x01" * (len(model) // 4096)
+    del fp32  # the cast's source is gone once the model is prepared
+    tracker.new_window()
+    activations = bytearray(payload["activations_mb"] * 2**20)
+    activations[::4096] = b"\x01" * (len(activations) // 4096)
+    del activations
+    stats = tracker.stats()
+    tracker.stop()
+    del model
+    return Windows(stats=stats)
+
+
+@pytest.mark.parametrize("preloaded", [True, False], ids=["forked", "exec'd"])
+def test_load_peak_is_kept_apart_from_the_inference_peak(preloaded: bool) -> None:
+    out = run_isolated(
+        "test_measure_memory:child_load_then_infer",
+        {"load_mb": 300, "model_mb": 100, "activations_mb": 50},
+        Windows,
+        time_limit_s=60,
+        sys_path=[TESTS],
+        hide_cuda=True,
+        preload_server=preloaded,
+    )
+    assert out.ok and out.value is not None, out.error
+    stats = out.value.stats
+    assert stats.load_peak_mb == pytest.approx(400, rel=0.05)  # fp32 copy + model at once
+    assert stats.ram_mb == pytest.approx(150, rel=0.05)  # model + activations, no fp32 copy
+    # The child's own peak over its whole life still counts the load window.
+    assert out.peak_rss_mb is not None
+    assert out.peak_rss_mb >= stats.baseline_rss_mb + 400 * 0.95

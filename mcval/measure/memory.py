@@ -1,5 +1,10 @@
 """Peak memory: host RSS via the kernel high-water mark, GPU via the CUDA caching allocator.
 
+Two windows (docs/measurement.md): loading and compressing, then inference of the prepared
+model. ``ram_mb``/``vram_mb`` are the inference window's peak over the RSS before the load;
+the load window's peak is kept apart, so a recipe applied at load (an fp32 checkpoint cast
+to bf16) does not charge its fp32 copy to the compressed row.
+
 Why the kernel mark: reading RSS once after the fact (what teams did) misses the load-time
 peak, and a polling thread both misses short spikes and competes with the timed calls for
 the cores. Linux keeps ``VmHWM`` (peak RSS) in ``/proc/self/status`` and resets it to the
@@ -42,8 +47,23 @@ def current_rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+_peak_before_resets = 0
+"""Highest peak-RSS mark this process had before resetting it (see lifetime_peak_rss)."""
+
+
+def lifetime_peak_rss() -> int | None:
+    """Peak RSS of this process over its whole life, resets of the kernel mark included
+    (the mark is reset to split load from inference; the process's peak is still kept)."""
+    hwm = read_status().get("VmHWM")
+    if hwm is None:
+        return _peak_before_resets or None
+    return max(hwm, _peak_before_resets)
+
+
 def reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark to the current RSS; True if it worked."""
+    global _peak_before_resets
+    _peak_before_resets = max(_peak_before_resets, read_status().get("VmHWM", 0))
     try:
         _CLEAR_REFS.write_text("5")
     except OSError:
@@ -53,11 +73,37 @@ def reset_peak_rss() -> bool:
     return "VmHWM" in status and status["VmHWM"] - status["VmRSS"] <= 64 * 1024
 
 
+def release_free_memory() -> None:
+    """Hand memory freed by the load (e.g. the fp32 copy a cast replaced) back to the
+    system, so the inference window's RSS counts what the prepared model holds: glibc
+    keeps freed heap memory mapped until ``malloc_trim``."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
+
+
 class RamStats(BaseModel):
     """Host memory of the measuring process; ``ram_mb`` is the table's RAM figure."""
 
-    ram_mb: float = Field(description="peak RSS during load+inference minus RSS before load")
-    peak_rss_mb: float = Field(description="absolute peak RSS of the process")
+    ram_mb: float = Field(
+        description="peak RSS while the prepared model runs inference minus RSS before load"
+    )
+    load_peak_mb: float | None = Field(
+        default=None,
+        description="peak RSS while loading and compressing minus RSS before load (a recipe "
+        "applied at load shows its fp32 copy here, not in ram_mb)",
+    )
+    peak_rss_mb: float = Field(description="absolute peak RSS of the process during inference")
     baseline_rss_mb: float = Field(description="RSS just before the model load")
     final_rss_mb: float = Field(description="RSS when the peak was read")
     method: Literal["vmhwm", "polling"]
@@ -65,11 +111,13 @@ class RamStats(BaseModel):
 
 
 class PeakRSS:
-    """Peak-RSS tracker over a stretch of work (model load + inference).
+    """Peak-RSS tracker over a stretch of work: the load window, then the inference one.
 
     ``start()`` records the baseline and resets the kernel mark (or starts the polling
-    fallback); ``stats()`` reads the peak. ``pause()``/``resume()`` stop the fallback thread
-    while timing so it never competes for the cores; with the kernel mark they do nothing.
+    fallback); ``new_window()`` closes the load window (its peak is kept as ``load_peak``)
+    and starts the inference one; ``stats()`` reads the peak. ``pause()``/``resume()`` stop
+    the fallback thread while timing so it never competes for the cores; with the kernel
+    mark they do nothing.
     """
 
     def __init__(self, poll_interval_s: float = 0.005, force_polling: bool = False) -> None:
@@ -77,6 +125,7 @@ class PeakRSS:
         self.force_polling = force_polling
         self.method: Literal["vmhwm", "polling"] = "vmhwm"
         self.baseline = 0
+        self.load_peak: int | None = None
         self._peak = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -125,6 +174,17 @@ class PeakRSS:
             return max(hwm, now)
         return max(self._peak, now)
 
+    def new_window(self) -> int:
+        """End the load window and start the inference one (same baseline); returns the
+        load window's peak RSS in bytes."""
+        load_peak = self.peak()
+        self.load_peak = load_peak
+        release_free_memory()
+        if self.method == "vmhwm" and reset_peak_rss():
+            return load_peak
+        self._peak = current_rss()
+        return load_peak
+
     def stop(self) -> None:
         if self._thread is not None:
             self._stop.set()
@@ -138,6 +198,7 @@ class PeakRSS:
         final = current_rss()
         return RamStats(
             ram_mb=(peak - self.baseline) / MIB,
+            load_peak_mb=(self.load_peak - self.baseline) / MIB if self.load_peak else None,
             peak_rss_mb=peak / MIB,
             baseline_rss_mb=self.baseline / MIB,
             final_rss_mb=final / MIB,
@@ -149,7 +210,12 @@ class PeakRSS:
 class VramStats(BaseModel):
     """GPU memory; ``vram_mb`` (the table's figure) is the allocator's peak allocation."""
 
-    vram_mb: float = Field(description="torch.cuda.max_memory_allocated over load+inference")
+    vram_mb: float = Field(
+        description="torch.cuda.max_memory_allocated while the prepared model runs inference"
+    )
+    load_peak_mb: float | None = Field(
+        default=None, description="torch.cuda.max_memory_allocated while loading and compressing"
+    )
     max_reserved_mb: float = Field(description="torch.cuda.max_memory_reserved (cache incl.)")
     device_used_mb: float | None = Field(
         description="device-level used memory (all processes, CUDA context included)"
@@ -198,7 +264,18 @@ def _nvml_used(device: str) -> tuple[float, float] | None:
         return None
 
 
-def read_vram(device: str) -> VramStats:
+def end_vram_load_window(device: str) -> float:
+    """Peak allocation of the load window in bytes; starts the inference window."""
+    import torch
+
+    torch.cuda.synchronize(device)
+    load_peak = float(torch.cuda.max_memory_allocated(device))
+    torch.cuda.empty_cache()
+    reset_vram(device)
+    return load_peak
+
+
+def read_vram(device: str, load_peak_bytes: float | None = None) -> VramStats:
     """Peak figures since ``reset_vram`` plus the device-level view."""
     import torch
 
@@ -216,6 +293,7 @@ def read_vram(device: str) -> VramStats:
         source = "mem_get_info"
     return VramStats(
         vram_mb=allocated / MIB,
+        load_peak_mb=load_peak_bytes / MIB if load_peak_bytes is not None else None,
         max_reserved_mb=reserved / MIB,
         device_used_mb=used / MIB,
         device_total_mb=total / MIB,

@@ -47,7 +47,8 @@ PRELOAD = (
     "transformers.tokenization_utils_base",
     "transformers.processing_utils",
 )
-"""Imported in the child before the memory cap and the RSS baseline (missing ones skipped)."""
+"""Imported once by the fork server that CPU children are forked from (a spawned CUDA child
+imports them itself), before the memory cap and the RSS baseline (missing ones skipped)."""
 
 
 class MeasureError(BaseModel):
@@ -113,6 +114,11 @@ class Measurement(BaseModel):
     ram_mb: float | None = None
     vram_mb: float | None = None
     quality: dict[str, float] = Field(default_factory=dict)
+    unstable: dict[str, str] = Field(
+        default_factory=dict,
+        description="figure key (e.g. 'latency_cpu_ms') → why it could not be measured "
+        "stably; such a figure is shown but never passes or fails a submission",
+    )
     environment: Environment | None = None
     ok: bool = Field(description="every requested device measured or not applicable")
     details: MeasurementDetails
@@ -216,6 +222,7 @@ def measure_submission(
             hide_cuda=is_cpu,
             threads=threads,
             preload=PRELOAD,
+            preload_server=mp.fork_server,
             sys_path=sys_path,
             progress=report,
         )
@@ -313,6 +320,14 @@ def measure_submission(
         findings=findings,
         wall_s=time.monotonic() - start,
     )
+    unstable = {
+        figure: stats.unstable_reason or "could not be measured stably"
+        for figure, stats in (
+            ("latency_cpu_ms", cpu.latency if cpu else None),
+            ("latency_gpu_ms", gpu.latency if gpu else None),
+        )
+        if stats is not None and stats.unstable
+    }
     return Measurement(
         submission=loaded.id,
         weights_mb=size_src.size.weights_mb if size_src and size_src.size else None,
@@ -321,6 +336,7 @@ def measure_submission(
         ram_mb=cpu.ram.ram_mb if cpu and cpu.ram else None,
         vram_mb=gpu.vram.vram_mb if gpu and gpu.vram else None,
         quality=quality,
+        unstable=unstable,
         environment=_merge_environment(
             cpu.environment if cpu else None, gpu.environment if gpu else None
         ),

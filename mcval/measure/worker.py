@@ -21,14 +21,19 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mcval.measure.environment import Environment, collect_environment
-from mcval.measure.latency import LatencyStats, measure_latency
-from mcval.measure.memory import PeakRSS, RamStats, VramStats, read_vram, reset_vram
+from mcval.measure.latency import LatencyStats, Stability, measure_latency
+from mcval.measure.memory import (
+    PeakRSS,
+    RamStats,
+    VramStats,
+    end_vram_load_window,
+    read_vram,
+    reset_vram,
+)
 from mcval.measure.size import SizeReport, measure_size
 from mcval.models.claims import ModelInspection
 
 Progress = Callable[[str], None]
-BUSY_WARNING_SHARE = 0.10
-"""Warn when other processes took more than this share of all CPUs while timing."""
 
 
 class WorkerRequest(BaseModel):
@@ -218,6 +223,9 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
                 tracker.stop()
                 return result
             model = recipe.model
+            # A step that built a new module (dynamic int8 copies the model) must not leave
+            # the fp32 original alive: the inference window would charge it to this row.
+            loaded.model = model
             result.recipe_applied = [str(a) for a in recipe.applied]
         if hasattr(model, "eval"):
             model.eval()
@@ -236,6 +244,9 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
             return result
         raise
     result.timings_s["load"] = time.perf_counter() - t0
+    # The load window ends here: its peak is kept apart, inference gets a window of its own.
+    tracker.new_window()
+    vram_load_peak = end_vram_load_window(device) if is_cuda else None
 
     progress("building benchmark input")
     t1 = time.perf_counter()
@@ -261,19 +272,18 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
         max_seconds=mp.max_seconds,
         device=device,
         before_timed=tracker.pause,
+        stability=Stability(
+            max_other_load=mp.max_other_load,
+            max_spread=mp.max_spread,
+            attempts=mp.stable_attempts,
+            pause_s=mp.unstable_pause_s,
+        ),
     )
     result.timings_s["benchmark"] = time.perf_counter() - t1
-    busy = result.latency.others_cpu_share
-    if busy is not None and busy > BUSY_WARNING_SHARE:
-        result.warnings.append(
-            f"{device} latency: other processes used {busy:.0%} of this machine's CPU time "
-            "while the calls were timed; the figure is likely inflated (measure on a quiet "
-            "machine)"
-        )
     result.ram = tracker.stats()
     tracker.stop()
     if is_cuda:
-        result.vram = read_vram(device)
+        result.vram = read_vram(device, vram_load_peak)
     del call
 
     progress("counting weights")

@@ -19,6 +19,15 @@ from mcval.models.errors import LoadError, NotApplicableError, RecipeError
 from mcval.models.sources import HubClient, ResolvedSource, resolve_source
 
 
+def _takes_disable_mmap() -> bool:
+    """Whether this transformers' ``from_pretrained`` has ``disable_mmap`` (5.x does)."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    return "disable_mmap" in inspect.signature(PreTrainedModel.from_pretrained).parameters
+
+
 @dataclass
 class LoadedModel:
     """A model in memory plus where it came from (a dataclass: it holds an nn.Module)."""
@@ -158,6 +167,11 @@ def load_model(
         kwargs["quantization_config"] = quantization_config
     if device != "cpu":
         kwargs["device_map"] = {"": device}
+    elif resolved.gguf_file is None and _takes_disable_mmap():
+        # Read the weights into the process's own memory: a memory-mapped file stays mapped
+        # (and its touched pages resident) while any tensor of it lives, so a recipe that
+        # replaces most weights (dynamic int8) would be charged the fp32 file in ram_mb.
+        kwargs["disable_mmap"] = True
     quantized = checkpoint_qc is not None or quantization_config is not None
     try:
         model = model_class.from_pretrained(str(resolved.directory), **kwargs)
