@@ -33,6 +33,7 @@ from mcval.policy import Policy, load_policy
 
 if TYPE_CHECKING:
     from mcval.github import GithubClient, PathViolation, PullInfo
+    from mcval.verdict import VerdictStatus
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -535,7 +536,18 @@ def _log_tail(folder: Path, lines: int = 20) -> str:
     return f"\n\n~~~~text\n{tail}\n~~~~" if tail.strip() else ""
 
 
+_CELL_STATES: dict[VerdictStatus, Literal["success", "failure", "error"]] = {
+    "pass": "success",
+    "fail": "failure",
+    "error": "failure",  # the submission's own child crashed, hung or ran out of memory
+    # The runner could not measure stably: its fault, so the commit status says "could not
+    # be measured" (error), not a failure of the submission; its section still renders.
+    "unmeasured": "error",
+}
+
+
 def _cell(artifacts: Path, entry: MatrixEntry) -> CellOutcome:
+    from mcval.cli import VERDICT_EXIT_CODES
     from mcval.render.markdown import code_span
     from mcval.results import ResultRecord, record_path
 
@@ -573,10 +585,9 @@ def _cell(artifacts: Path, entry: MatrixEntry) -> CellOutcome:
         return broken(f"the result file is not valid: {str(exc).splitlines()[0]}")
     if record.id != entry.id:
         return broken(f"the result file is for {record.id!r}, not for this submission")
-    if (code == 0) != (record.verdict == "pass") or code not in (0, 1):
+    if code != VERDICT_EXIT_CODES[record.verdict]:
         return broken(f"exit code {code} and verdict {record.verdict!r} disagree")
-    state: Literal["success", "failure"] = "success" if record.verdict == "pass" else "failure"
-    return CellOutcome(entry, state, record=record)
+    return CellOutcome(entry, _CELL_STATES[record.verdict], record=record)
 
 
 def combine(outcomes: list[CellOutcome], head_sha: str | None) -> tuple[str, str, str]:

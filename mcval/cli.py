@@ -1,8 +1,10 @@
 """The ``mcval`` command line.
 
 Exit codes are a contract with CI: 0 everything passes, 1 a submission fails its
-verdict, 2 a usage or input error (printed as one ``path:line:col: message`` line each).
-This module stays torch-free: subcommands that measure import their code when they run.
+verdict, 2 a usage or input error (printed as one ``path:line:col: message`` line each),
+3 the runner could not measure (an unstable machine): its fault, not the submission's,
+so the answer is to re-run. This module stays torch-free: subcommands that measure import
+their code when they run.
 """
 
 from __future__ import annotations
@@ -13,14 +15,28 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcval import __version__
 from mcval.errors import InputError, InputErrors, McvalError
 from mcval.render.annotations import Level, annotation
 
+if TYPE_CHECKING:
+    from mcval.verdict import VerdictStatus
+
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_INPUT = 2
+EXIT_UNMEASURED = 3
+
+VERDICT_EXIT_CODES: dict[VerdictStatus, int] = {
+    "pass": EXIT_OK,
+    "fail": EXIT_FAIL,
+    "error": EXIT_FAIL,  # the submission's own child crashed, hung or ran out of memory
+    "unmeasured": EXIT_UNMEASURED,
+}
+"""The exit code of a run whose submissions all end with this verdict (see
+``mcval.validate.exit_code`` for a mixed run); ``ci report`` checks cells against it."""
 
 
 def _annotation(level: Level, error: InputError) -> str:

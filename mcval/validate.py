@@ -2,7 +2,8 @@
 
 Submissions are independent: one that cannot be read or that crashes its child does not
 stop the others. The exit code is 2 when any file is invalid input, else 1 when any
-submission fails or errors, else 0 — the same locally and in the bot.
+submission fails or errors, else 3 when any could not be measured stably (the runner's
+fault: re-run), else 0 — the same locally and in the bot.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED, VERDICT_EXIT_CODES
 from mcval.errors import InputError
 from mcval.policy import Policy, load_policy
 from mcval.render.annotations import annotation
@@ -57,6 +59,12 @@ def environment_summary(env: Environment | None, threads: int | None = None) -> 
 def figures_of(measurement: Measurement) -> MeasuredFigures:
     """The headline numbers of a Measurement, as the verdict and table use them."""
     env = measurement.environment
+    details = measurement.details
+    load_peaks = {
+        key: stats.load_peak_mb
+        for key, stats in (("ram_mb", details.ram), ("vram_mb", details.vram))
+        if stats is not None and stats.load_peak_mb is not None
+    }
     return MeasuredFigures(
         weights_mb=measurement.weights_mb,
         latency_cpu_ms=measurement.latency_cpu_ms,
@@ -65,6 +73,8 @@ def figures_of(measurement: Measurement) -> MeasuredFigures:
         vram_mb=measurement.vram_mb,
         quality=dict(measurement.quality),
         not_applicable=dict(measurement.details.not_applicable),
+        unstable=dict(measurement.unstable),
+        load_peak_mb=load_peaks,
         cpu=env.cpu_model if env else None,
         gpu=env.gpu_name if env else None,
     )
@@ -176,6 +186,9 @@ class Validator:
             and previous.submission_fingerprint == print_
             # An error (timeout, OOM, network) may be transient: measure again.
             and previous.verdict != "error"
+            # So is other load: an unstable figure is re-measured, never reused (else a
+            # re-run would repeat "re-run" forever, even once the failing reason is fixed).
+            and not previous.measured.unstable
             and not self.force
         )
         if reusable:
@@ -284,13 +297,20 @@ def validate_paths(paths: Sequence[Path], validator: Validator) -> list[Submissi
 
 
 def exit_code(reports: Sequence[SubmissionReport]) -> int:
+    """The most serious outcome wins: invalid input, then a failing submission (something a
+    team must fix), then a figure the runner could not measure stably, then a pass."""
     if any(r.status == "input" for r in reports):
-        return 2
-    return 0 if all(r.status == "pass" for r in reports) else 1
+        return EXIT_INPUT
+    codes = {VERDICT_EXIT_CODES[r.record.verdict] for r in reports if r.record is not None}
+    for code in (EXIT_FAIL, EXIT_UNMEASURED):
+        if code in codes:
+            return code
+    return EXIT_OK
 
 
 def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
-    """Workflow commands pointing at the YAML line of every failing value or bad input."""
+    """Workflow commands pointing at the YAML line of every failing value or bad input, and
+    a warning on every figure the runner could not measure stably."""
     lines = []
     for report in reports:
         for error in report.input_errors:
@@ -302,6 +322,9 @@ def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
                 message = f"{m.label}: reported {m.reported}, measured {m.measured}"
                 message += f" ({m.delta}; {m.note})" if m.note else f" ({m.delta})"
                 lines.append(annotation("error", message, report.path, m.line))
+            elif m.status == "unstable":
+                message = f"{m.label}: measured {m.measured}, {m.note}"
+                lines.append(annotation("warning", message, report.path, m.line))
         for finding in report.record.report.findings:
             level = "error" if finding.severity == "fail" else "warning"
             lines.append(annotation(level, finding.message, report.path, finding.line))

@@ -19,8 +19,16 @@ from mcval.metrics import METRICS, MetricKind
 from mcval.policy import Policy, Tolerance
 from mcval.submission.load import LoadedSubmission
 
-MetricStatus = Literal["pass", "info", "fail", "not_measured", "not_reported", "not_applicable"]
-VerdictStatus = Literal["pass", "fail", "error"]
+MetricStatus = Literal[
+    "pass", "info", "fail", "unstable", "not_measured", "not_reported", "not_applicable"
+]
+VerdictStatus = Literal["pass", "fail", "error", "unmeasured"]
+"""``unmeasured``: the runner could not measure stably (other load disturbed it). That is
+the runner's fault, never a verdict against the submission: re-run (exit code 3)."""
+
+UNSTABLE_OUTCOME = "could not measure stably; re-run"
+"""The outcome when an unstable figure keeps a submission from passing and nothing stable
+fails it; also an unstable figure's note when the runner gave no reason."""
 
 HARDWARE_FIELDS: dict[str, Literal["cpu", "gpu"]] = {
     "latency_cpu_ms": "cpu",
@@ -48,6 +56,16 @@ class MeasuredFigures(BaseModel):
     quality: dict[str, float] = Field(default_factory=dict)
     not_applicable: dict[str, str] = Field(
         default_factory=dict, description="device ('cpu'/'cuda') → reason its figures are absent"
+    )
+    unstable: dict[str, str] = Field(
+        default_factory=dict,
+        description="figure key ('latency_cpu_ms', 'ram_mb', …) → why it could not be measured "
+        "stably; such a figure is shown but never passes or fails a submission",
+    )
+    load_peak_mb: dict[str, float] = Field(
+        default_factory=dict,
+        description="'ram_mb'/'vram_mb' → peak while loading and compressing, kept apart so a "
+        "recipe's fp32 copy at load is not charged to the compressed row's figure",
     )
     cpu: str | None = Field(default=None, description="the runner's CPU model")
     gpu: str | None = Field(default=None, description="the runner's GPU name, if any")
@@ -184,6 +202,7 @@ def _compare(
     same_hw: bool = True,
     implausible_factor: float = 10.0,
     not_applicable: str | None = None,
+    unstable: str | None = None,
 ) -> MetricVerdict:
     base = {
         "field": field,
@@ -197,6 +216,18 @@ def _compare(
         status: MetricStatus = "not_applicable" if not_applicable else "not_measured"
         note = not_applicable or ("not measured on this runner" if reported is not None else None)
         return MetricVerdict(**base, delta=None, tolerance=tolerance_text, status=status, note=note)
+    if unstable is not None:
+        # Shown, never judged: a disturbed figure must neither pass nor fail (nor be
+        # published), whether or not the team reported it and on whatever hardware.
+        reason = unstable.strip().rstrip(".")
+        note = f"could not measure stably: {reason}; re-run" if reason else UNSTABLE_OUTCOME
+        return MetricVerdict(
+            **base,
+            delta=None if reported is None else _delta(tolerance, reported, measured, scale, unit),
+            tolerance=tolerance_text,
+            status="unstable",
+            note=note,
+        )
     if reported is None:
         return MetricVerdict(**base, delta=None, tolerance=tolerance_text, status="not_reported")
     delta = _delta(tolerance, reported, measured, scale, unit)
@@ -239,7 +270,10 @@ def judge(
     """Compare a submission's reported numbers with the runner's measurement.
 
     ``notes`` are findings from elsewhere (claim checks, measurement warnings) shown with
-    the verdict; ``errors`` (a crashed or timed-out child) make it an error.
+    the verdict; ``errors`` (a crashed or timed-out child) make it an error. A figure in
+    ``measured.unstable`` neither passes nor fails: when nothing stable fails, the outcome
+    is ``unmeasured`` (could not measure stably; re-run), never a pass the table would
+    publish with a disturbed number.
     """
     sub = loaded.submission
     rep = sub.reported
@@ -256,6 +290,7 @@ def judge(
             tol.weights_mb,
             line=loaded.line_of("reported", "weights_mb"),
             unit=" MB",
+            unstable=measured.unstable.get("weights_mb"),
         )
     )
     for field, kind in HARDWARE_FIELDS.items():
@@ -274,6 +309,7 @@ def judge(
                 same_hw=same_hardware(team_hw, runner_hw),
                 implausible_factor=tol.implausible_factor,
                 not_applicable=na_cpu if kind == "cpu" else na_gpu,
+                unstable=measured.unstable.get(field),
             )
         )
     for metric in sorted(set(sub.evaluation.metrics) | set(rep.quality)):
@@ -290,6 +326,7 @@ def judge(
                 scale=scale,
                 unit=unit,
                 line=loaded.line_of("reported", "quality", metric),
+                unstable=measured.unstable.get(f"quality.{metric}"),
             )
         )
     findings = sanity_findings(loaded, measured, baseline)
@@ -299,6 +336,8 @@ def judge(
         status: VerdictStatus = "error"
     elif any(m.status == "fail" for m in metrics) or any(f.severity == "fail" for f in findings):
         status = "fail"
+    elif any(m.status == "unstable" for m in metrics):
+        status = "unmeasured"
     else:
         status = "pass"
     return Verdict(

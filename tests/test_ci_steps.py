@@ -225,6 +225,18 @@ def matrix(*ids: str) -> str:
     return json.dumps({"include": entries})
 
 
+FP32_MEASURED = MeasuredFigures(
+    weights_mb=922.15,
+    latency_cpu_ms=350.0,
+    latency_gpu_ms=120.0,
+    ram_mb=900.0,
+    vram_mb=950.0,
+    quality={"cer": 0.0134, "wer": 0.0383},
+    cpu="AMD EPYC 9654",
+    gpu="NVIDIA H100 80GB",
+)
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
@@ -235,20 +247,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def test_report_renders_records_and_distrusts_everything_else(repo: Path, tmp_path: Path) -> None:
-    fp32 = make_record(
-        repo,
-        FP32,
-        MeasuredFigures(
-            weights_mb=922.15,
-            latency_cpu_ms=350.0,
-            latency_gpu_ms=120.0,
-            ram_mb=900.0,
-            vram_mb=950.0,
-            quality={"cer": 0.0134, "wer": 0.0383},
-            cpu="AMD EPYC 9654",
-            gpu="NVIDIA H100 80GB",
-        ),
-    )
+    fp32 = make_record(repo, FP32, FP32_MEASURED)
     int8 = make_record(repo, INT8, INT8_MEASURED)
     assert (fp32.verdict, int8.verdict) == ("pass", "fail")
     art = tmp_path / "art"
@@ -290,6 +289,36 @@ def test_report_renders_records_and_distrusts_everything_else(repo: Path, tmp_pa
     assert read_outputs(tmp_path / "output") == {
         "state": "error",
         "description": "7 submission(s): 1 passed, 2 failed, 4 could not be measured",
+    }
+
+
+def test_report_unstable_cell_could_not_be_measured(repo: Path, tmp_path: Path) -> None:
+    """Exit 3 with an 'unmeasured' record: the runner's fault, so the commit status is
+    error ("could not be measured"), never a failure, and the section still renders."""
+    busy = make_record(
+        repo,
+        FP32,
+        FP32_MEASURED.model_copy(
+            update={"unstable": {"latency_gpu_ms": "the GPU clock changed between windows"}}
+        ),
+    )
+    assert busy.verdict == "unmeasured"
+    art = tmp_path / "art"
+    write_cell(art, busy.id, "3\n", busy)
+    write_cell(art, "t/liar", "1\n", busy.model_copy(update={"id": "t/liar"}))
+    out = tmp_path / "comment.md"
+    argv = ["ci", "report", "--repo", str(repo), "--artifacts", str(art), "--output", str(out)]
+    assert ci_main([*argv, "--matrix", matrix(busy.id, "t/liar")]) == 0
+    text = out.read_text()
+    assert "### 🔁 re-run · ml_masters/whisper-small-fp32 — Whisper · openai/whisper-small" in text
+    assert (
+        "| GPU latency (ms) | 156.32 | 120.00 | +30.3 % | ±15 % | ⚠️ unstable — could not "
+        "measure stably: the GPU clock changed between windows; re-run |"
+    ) in text
+    assert "exit code 1 and verdict 'unmeasured' disagree" in text
+    assert read_outputs(tmp_path / "output") == {
+        "state": "error",
+        "description": "2 submission(s): 0 passed, 2 could not be measured",
     }
 
 

@@ -31,18 +31,32 @@ def _table_rows(readme: Path) -> list[list[str]]:
 def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
     console = Console(record=True, width=160, color_system=None)
-    assert demo.run_demo(tmp_path / "first", cache, console) == 0
+    code = demo.run_demo(tmp_path / "first", cache, console)
     text = console.export_text()
-    assert "3 of 4 submission(s) pass" in text
     assert ORIGIN in text.splitlines()
 
     records = {r.id: r for r in load_all(tmp_path / "first/results")}
-    assert {k: r.verdict for k, r in records.items()} == {
-        f"{TEAM}/smollm2-fp32": "pass",
-        f"{TEAM}/smollm2-bf16": "pass",
-        f"{TEAM}/smollm2-int8": "pass",
-        f"{TEAM}/{demo.CARELESS}": "fail",
+    # On a busy machine a row's timing may be disturbed: then it is "re-run", never a
+    # verdict against the team, and the demo says so with the bot's exit code 3.
+    unmeasured = {k for k, r in records.items() if r.verdict == "unmeasured"}
+    for key in unmeasured:
+        assert records[key].measured.unstable, key
+    assert code == (3 if unmeasured else 0), text
+    if unmeasured:
+        assert "too busy to time" in text and "run the demo again on a quiet machine" in text
+    else:
+        assert "3 of 4 submission(s) pass" in text
+    assert {k: r.verdict for k, r in records.items() if k not in unmeasured} == {
+        k: v
+        for k, v in {
+            f"{TEAM}/smollm2-fp32": "pass",
+            f"{TEAM}/smollm2-bf16": "pass",
+            f"{TEAM}/smollm2-int8": "pass",
+            f"{TEAM}/{demo.CARELESS}": "fail",
+        }.items()
+        if k not in unmeasured
     }
+    assert f"{TEAM}/{demo.CARELESS}" not in unmeasured  # its size fails whatever the timing
     careless = records[f"{TEAM}/{demo.CARELESS}"].report
     failing = [m for m in careless.metrics if m.status == "fail"]
     assert [m.field for m in failing] == ["weights_mb"]
@@ -65,15 +79,32 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert ppl["bf16"] == pytest.approx(ppl["fp32"], rel=0.02)
     assert ppl["int8"] == pytest.approx(ppl["fp32"], rel=0.25)
 
-    rows = _table_rows(tmp_path / "first/README.md")
-    assert len(rows) == 3  # the careless row failed, so it is not in the table
-    methods = [row[2] for row in rows]
-    assert methods == ["fp32 (baseline)", "bf16 cast", "INT8 dynamic"]
-    assert rows[0][3] == f"{fp32.weights_mb:.2f}"
-    assert rows[2][3].startswith(f"{int8.weights_mb:.2f} (×")
-    assert rows[0][8] == f"PPL {ppl['fp32']:.2f}"
+    # RAM is the prepared model's inference peak: a cast or quantization applied at load
+    # keeps its fp32 copy in the load peak, not in the row's RAM.
+    assert fp32.ram_mb is not None and bf16.ram_mb is not None and int8.ram_mb is not None
+    assert bf16.ram_mb < fp32.ram_mb and int8.ram_mb < fp32.ram_mb
+    assert bf16.load_peak_mb["ram_mb"] > bf16.ram_mb
+
+    rows = {row[2]: row for row in _table_rows(tmp_path / "first/README.md")}
+    published = {
+        label
+        for key, label in (
+            ("smollm2-fp32", "fp32 (baseline)"),
+            ("smollm2-bf16", "bf16 cast"),
+            ("smollm2-int8", "INT8 dynamic"),
+        )
+        if f"{TEAM}/{key}" not in unmeasured
+    }
+    assert set(rows) == published  # the careless row failed, so it is not in the table
+    if "fp32 (baseline)" in rows:
+        assert rows["fp32 (baseline)"][3] == f"{fp32.weights_mb:.2f}"
+        assert rows["fp32 (baseline)"][8] == f"PPL {ppl['fp32']:.2f}"
+    if "INT8 dynamic" in rows:
+        assert rows["INT8 dynamic"][3].startswith(f"{int8.weights_mb:.2f} (×")
     assert (tmp_path / "first/results.svg").read_bytes().startswith(b"<?xml")
     assert "<!-- mcval:report -->" in (tmp_path / "first/pr-comment.md").read_text()
+    if unmeasured:
+        return  # a disturbed result is never reused: the second run would measure again
 
     # Second run, new demo folder, same cache: nothing is measured again.
     from mcval.measure import runner

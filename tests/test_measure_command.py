@@ -81,8 +81,9 @@ def json_run(repo: Path) -> tuple[int, str, str]:
 @pytest.mark.slow
 def test_json_output_contract(json_run: tuple[int, str, str]) -> None:
     code, out, err = json_run
-    assert code == 0, err
     data = json.loads(out)  # exactly one JSON object on stdout
+    # A machine busy with other work may leave a figure unstable: exit 3, re-run.
+    assert code == (3 if data["unstable"] else 0), (err, data["unstable"])
     for key in (
         "weights_mb",
         "latency_cpu_ms",
@@ -90,6 +91,7 @@ def test_json_output_contract(json_run: tuple[int, str, str]) -> None:
         "ram_mb",
         "vram_mb",
         "quality",
+        "unstable",
         "environment",
         "details",
     ):
@@ -152,3 +154,99 @@ def test_devices_for_all_without_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_hidden_cuda_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert command.cuda_available() is False
+
+
+STARVED = "other load starved this process (CPU use 31 % of 2 threads)"
+
+
+def starved_measurement() -> Measurement:
+    """What a student's busy laptop gives for a bf16 row: CPU latency marked unstable, RAM
+    during inference below the fp32 copy the cast made while loading."""
+    from mcval.measure.latency import LatencyStats
+    from mcval.measure.memory import RamStats
+    from mcval.measure.runner import MeasurementDetails
+
+    latency = LatencyStats(
+        median_ms=1103.95,
+        p10_ms=1020.0,
+        p90_ms=1250.0,
+        mean_ms=1110.0,
+        min_ms=990.0,
+        max_ms=1300.0,
+        cv=0.08,
+        count=12,
+        total_s=13.3,
+        first_call_ms=1500.0,
+        warmup_calls=2,
+        threads=2,
+        device="cpu",
+        stopped_by="max_seconds",
+        timer="perf_counter",
+        cpu_time_s=8.2,
+        cpu_utilization=0.31,
+        load_before=2.1,
+        load_after=2.3,
+        attempts=3,
+        unstable=True,
+        unstable_reason=STARVED,
+    )
+    ram = RamStats(
+        ram_mb=270.0,
+        load_peak_mb=784.0,
+        peak_rss_mb=1030.0,
+        baseline_rss_mb=760.0,
+        final_rss_mb=1000.0,
+        method="vmhwm",
+    )
+    return Measurement(
+        submission="testers/fp32",
+        weights_mb=256.0,
+        latency_cpu_ms=1103.95,
+        ram_mb=270.0,
+        unstable={"latency_cpu_ms": STARVED},
+        ok=True,
+        details=MeasurementDetails(
+            latency={"cpu": latency}, ram=ram, threads=2, protocol={}, wall_s=20.0
+        ),
+    )
+
+
+def test_unstable_figure_is_printed_with_its_warning() -> None:
+    from rich.console import Console
+
+    console = Console(record=True, width=250, color_system=None)
+    command.render(starved_measurement(), console)
+    lines = console.export_text().splitlines()
+    row = next(line for line in lines if "latency_cpu_ms" in line)
+    assert "1,103.95 ⚠" in row
+    assert (
+        "unstable: other load starved this process (CPU use 31 % of 2 threads); close other "
+        "programs and re-run before writing it down"
+    ) in row
+    assert any(
+        "median of 12 calls; p10 1020.00 / p90 1250.00; cv 8.0%; 2 threads; first call "
+        "1500.0 ms; CPU use 31 % of 2 threads; 3 timed windows" in line
+        for line in lines
+    )
+    ram = next(line for line in lines if "ram_mb" in line)
+    assert "270.00 " in ram and "⚠" not in ram  # a stable figure: no warning
+    assert (
+        "peak RSS during inference 1,030.0 MB - before load 760.0 MB (vmhwm); peak while "
+        "loading/compressing 784.0 MB, not counted in ram_mb"
+    ) in ram
+
+
+def test_unstable_measurement_exits_3_with_the_map_in_json(
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcval.measure import runner
+
+    monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: starved_measurement())
+    code = command.run(args(repo / "submissions/testers/fp32.yaml", json=True, device="cpu"))
+    assert code == 3
+    data = json.loads(capsys.readouterr().out)
+    assert data["unstable"] == {"latency_cpu_ms": STARVED}
+    assert data["latency_cpu_ms"] == 1103.95  # still filled in: shown, with its warning
+    quiet = starved_measurement().model_copy(update={"unstable": {}})
+    monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: quiet)
+    assert command.run(args(repo / "submissions/testers/fp32.yaml", json=True, device="cpu")) == 0

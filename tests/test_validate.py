@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from mcval.measure.environment import Environment
+from mcval.measure.memory import RamStats
 from mcval.measure.runner import Measurement, MeasurementDetails
 from mcval.policy import Policy
 from mcval.render.comment import MARKER, render_comment
@@ -226,6 +227,17 @@ def test_hostile_text_is_escaped_in_comment(tmp_path: Path) -> None:
     )
 
 
+LOADED_AT_FP32 = RamStats(
+    ram_mb=120.0,
+    load_peak_mb=310.5,
+    peak_rss_mb=480.0,
+    baseline_rss_mb=360.0,
+    final_rss_mb=470.0,
+    method="vmhwm",
+)
+"""A recipe applied at load (fp32 copy, then cast): the load peak is kept apart from RAM."""
+
+
 def test_comment_golden(tmp_path: Path) -> None:
     write_row(tmp_path, "bert-fp32")
     write_row(
@@ -238,7 +250,7 @@ def test_comment_golden(tmp_path: Path) -> None:
     )
     bad = write_row(tmp_path, "broken", team="beta")
     bad.write_text(bad.read_text().replace("task: text-classification", "task: text-clasification"))
-    fake = FakeMeasure(measurement())
+    fake = FakeMeasure(measurement(ram=LOADED_AT_FP32))
     reports = validate_paths([tmp_path / "submissions"], validator(tmp_path, fake))
     markdown = render_comment(reports)
     for report in reports:
@@ -273,3 +285,98 @@ def test_cuda_request_without_gpu_is_input_error(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(InputError, match="--device cuda: no CUDA GPU"):
         resolve_devices("cuda")
     assert resolve_devices("all") == ["cpu"]
+
+
+STARVED = "other load starved this process (CPU use 31 % of 2 threads)"
+
+
+def starved(weights: float = 16.73) -> Measurement:
+    """A busy machine: CPU latency 10× the quiet figure, marked unstable by the runner."""
+    return measurement(weights, ram=LOADED_AT_FP32).model_copy(
+        update={"latency_cpu_ms": 30.0, "unstable": {"latency_cpu_ms": STARVED}}
+    )
+
+
+def test_unstable_figure_is_a_rerun_stored_and_measured_again(tmp_path: Path) -> None:
+    write_row(tmp_path, "bert-fp32")  # reports 3.1 ms on the runner's own CPU
+    fake = FakeMeasure(starved())
+    (report,) = validate_paths([tmp_path / "submissions"], validator(tmp_path, fake))
+    assert report.status == "unmeasured"
+    assert exit_code([report]) == 3
+    stored = json.loads(record_path(tmp_path / "results", "alpha/bert-fp32").read_text())
+    assert stored["verdict"] == "unmeasured"
+    assert stored["measured"]["latency_cpu_ms"] == 30.0  # shown, never judged
+    assert stored["measured"]["unstable"] == {"latency_cpu_ms": STARVED}
+    assert stored["measurement"]["unstable"] == {"latency_cpu_ms": STARVED}
+    assert stored["measured"]["load_peak_mb"] == {"ram_mb": 310.5}
+    assert stored["report"]["metrics"][1]["status"] == "unstable"
+    assert annotations_for([report]) == [
+        "::warning file=submissions/alpha/bert-fp32.yaml,line=11::CPU latency (ms): measured "
+        "30.0, could not measure stably: other load starved this process (CPU use 31 %25 of 2 "
+        "threads); re-run"
+    ]
+    # Re-running means measuring again, never reusing the disturbed figure.
+    fake.result = measurement()
+    (again,) = validate_paths([tmp_path / "submissions"], validator(tmp_path, fake))
+    assert fake.calls == ["alpha/bert-fp32"] * 2
+    assert (again.reused, again.status, exit_code([again])) == (False, "pass", 0)
+
+
+def test_exit_code_a_stable_failure_outranks_a_rerun(tmp_path: Path) -> None:
+    write_row(tmp_path, "slow")
+    write_row(tmp_path, "wrong", weights=30.0)  # the size fails whatever the latency
+    reports = validate_paths(
+        [tmp_path / "submissions"], validator(tmp_path, FakeMeasure(starved()))
+    )
+    assert [(r.id, r.status) for r in reports] == [
+        ("alpha/slow", "unmeasured"),
+        ("alpha/wrong", "fail"),
+    ]
+    assert exit_code(reports) == 1
+    assert exit_code(reports[:1]) == 3
+    bad = write_row(tmp_path, "bad")
+    bad.write_text(bad.read_text().replace("  name: fp32", "  nmae: fp32"))
+    reports = validate_paths(
+        [tmp_path / "submissions"], validator(tmp_path, FakeMeasure(starved()))
+    )
+    assert [r.status for r in reports] == ["input", "unmeasured", "fail"]
+    assert exit_code(reports) == 2
+
+
+def test_comment_and_terminal_mark_unstable_figures(tmp_path: Path) -> None:
+    write_row(tmp_path, "bert-fp32")
+    reports = validate_paths(
+        [tmp_path / "submissions"], validator(tmp_path, FakeMeasure(starved()))
+    )
+    lines = render_comment(reports).splitlines()
+    assert "1 submission(s): 1 re-run." in lines
+    assert "| alpha/bert-fp32 | 🔁 re-run |" in lines
+    assert "### 🔁 re-run · alpha/bert-fp32 — fp32 · org/tiny-bert" in lines
+    assert (
+        "**Could not measure stably; re-run.** The figures marked unstable were disturbed while "
+        "the runner measured them (the reason is in their row), so they neither pass nor fail "
+        "this submission. That is the runner's problem, not the submission's: run the check "
+        "again."
+    ) in lines
+    assert (
+        "| CPU latency (ms) | 3.10 | 30.00 | -89.7 % | ±15 % | ⚠️ unstable — could not measure "
+        "stably: other load starved this process (CPU use 31 % of 2 threads); re-run |"
+    ) in lines
+    assert (
+        "Peak while loading/compressing: RAM 310.50 MB — not counted in the RAM/VRAM figures, "
+        "which are the peaks while the prepared model runs inference"
+    ) in lines
+
+    console = Console(record=True, width=250, color_system=None)
+    render_terminal(reports, console)
+    text = console.export_text()
+    assert "RE-RUN alpha/bert-fp32  submissions/alpha/bert-fp32.yaml" in text
+    assert "  Could not measure stably; re-run. The figures marked unstable were disturbed" in text
+    assert (
+        "⚠ unstable could not measure stably: other load starved this process (CPU use 31 % of "
+        "2 threads); re-run"
+    ) in text
+    assert "  Peak while loading/compressing: RAM 310.50 MB — not counted in the RAM/VRAM" in text
+    assert text.rstrip().endswith(
+        "0 of 1 submission(s) pass; 1 could not be measured stably (re-run)"
+    )

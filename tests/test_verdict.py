@@ -211,3 +211,63 @@ def test_not_applicable_device(tmp_path: Path) -> None:
     cpu = by_field(verdict, "latency_cpu_ms")
     assert (cpu.status, cpu.note) == ("not_applicable", "bnb_4bit needs CUDA")
     assert verdict.status == "pass"
+
+
+STARVED = "other load starved this process (CPU use 31 % of 2 threads)"
+
+
+def test_unstable_figure_neither_passes_nor_fails(tmp_path: Path) -> None:
+    """The team reported 12.0 ms on the runner's CPU; a busy runner timed 120.0 ms (10×,
+    far outside ±15 %) and marked it unstable: that row decides nothing, and the outcome
+    is a re-run, not a failure against the team."""
+    runner = RUNNER.model_copy(
+        update={"latency_cpu_ms": 120.0, "unstable": {"latency_cpu_ms": STARVED}}
+    )
+    verdict = judge(make(tmp_path), runner, Policy())
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert (cpu.status, cpu.measured, cpu.delta, cpu.line) == ("unstable", 120.0, "-90.0 %", 12)
+    assert cpu.note == (
+        "could not measure stably: other load starved this process (CPU use 31 % of 2 "
+        "threads); re-run"
+    )
+    assert verdict.status == "unmeasured"
+    assert verdict.failures == []
+    # Were the same figure stable, the team's 12.0 ms would fail outside ±15 %.
+    stable = judge(make(tmp_path), runner.model_copy(update={"unstable": {}}), Policy())
+    assert (by_field(stable, "latency_cpu_ms").status, stable.status) == ("fail", "fail")
+
+
+def test_unstable_figure_blocks_a_pass_even_unreported_or_from_other_hardware(
+    tmp_path: Path,
+) -> None:
+    """A pass puts the runner's figures in the README table: an unstable one must never
+    get there, whether the team reported it (other hardware: info) or not (RAM here)."""
+    runner = RUNNER.model_copy(
+        update={"unstable": {"latency_cpu_ms": STARVED, "ram_mb": "peak RSS moved by 40 %."}}
+    )
+    verdict = judge(make(tmp_path, cpu=2641.97, hw="Intel i7-12700H"), runner, Policy())
+    cpu = by_field(verdict, "latency_cpu_ms")
+    assert cpu.status == "unstable"  # not "implausible": the runner's figure is not evidence
+    ram = by_field(verdict, "ram_mb")
+    assert (ram.status, ram.note) == (
+        "unstable",
+        "could not measure stably: peak RSS moved by 40 %; re-run",
+    )
+    assert by_field(verdict, "weights_mb").status == "pass"
+    assert verdict.status == "unmeasured"
+
+
+def test_stable_failure_still_fails_beside_an_unstable_figure(tmp_path: Path) -> None:
+    runner = RUNNER.model_copy(update={"unstable": {"latency_cpu_ms": STARVED}})
+    verdict = judge(make(tmp_path, weights=66.9), runner, Policy())
+    assert by_field(verdict, "latency_cpu_ms").status == "unstable"
+    assert verdict.status == "fail"
+    assert verdict.failures == ["Weight size (MB): outside ±1 % or ±0.01 MB"]
+    crashed = judge(make(tmp_path), runner, Policy(), errors=["cuda: timed out after 30 s"])
+    assert crashed.status == "error"
+
+
+def test_unstable_without_a_reason_says_the_outcome(tmp_path: Path) -> None:
+    runner = RUNNER.model_copy(update={"unstable": {"latency_cpu_ms": ""}})
+    cpu = by_field(judge(make(tmp_path), runner, Policy()), "latency_cpu_ms")
+    assert (cpu.status, cpu.note) == ("unstable", "could not measure stably; re-run")

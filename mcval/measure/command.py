@@ -3,7 +3,8 @@
 Prints the numbers a team puts under ``reported:``, measured exactly as the bot does
 (same runner, same protocol). Expected ``args`` attributes (see ``add_arguments``): ``path``,
 ``device`` ("cpu" | "cuda" | "all", default "all"), ``skip_quality``, ``json``, and optionally
-``repo``. Exit codes: 0 measured, 1 a device's measurement failed, 2 input/usage error.
+``repo``. Exit codes: 0 measured, 1 a device's measurement failed, 2 input/usage error,
+3 a figure could not be measured stably (other load on this machine): re-run.
 
 Progress goes to stderr as plain lines, one per stage — deliberately not an animated
 spinner, whose refresh thread would compete with the child's timed calls for the cores.
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED
 from mcval.errors import InputError, InputErrors
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ if TYPE_CHECKING:
 
     from mcval.measure.runner import Measurement
 
-EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 DEVICE_CHOICES = ("cpu", "cuda", "all")
 
 
@@ -73,8 +74,32 @@ def resolve_devices(choice: str) -> tuple[list[str], str | None]:
     return (["cpu", "cuda"] if has_cuda else ["cpu"]), None
 
 
+REMEASURE_ADVICE = "close other programs and re-run before writing it down"
+"""What a student does about an unstable figure instead of copying it under ``reported:``."""
+
+
 def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "—" if value is None else f"{value:,.{digits}f}{unit}"
+
+
+def _figure(m: Measurement, key: str, value: float | None, detail: str) -> tuple[str, str]:
+    """The value and detail cells of a figure; an unstable one carries its warning, right
+    beside the number a student would otherwise copy."""
+    from rich.markup import escape
+
+    reason = m.unstable.get(key)
+    if reason is None:
+        return _fmt(value), detail
+    warning = f"[bold yellow]unstable: {escape(reason.strip().rstrip('.'))}; {REMEASURE_ADVICE}[/]"
+    return f"{_fmt(value)} [bold yellow]⚠[/]", f"{warning}\n{detail}"
+
+
+def _load_peak(load_peak_mb: float | None, column: str) -> str:
+    return (
+        ""
+        if load_peak_mb is None
+        else f"; peak while loading/compressing {load_peak_mb:,.1f} MB, not counted in {column}"
+    )
 
 
 def render(m: Measurement, console: Console) -> None:
@@ -103,18 +128,33 @@ def render(m: Measurement, console: Console) -> None:
             table.add_row(key, "—", escape(why))
             continue
         first = f"; first call {stats.first_call_ms:.1f} ms" if stats.first_call_ms else ""
+        used = (
+            f"; CPU use {stats.cpu_utilization * 100:.0f} % of {stats.threads} threads"
+            if stats.cpu_utilization is not None
+            else ""
+        )
+        tries = f"; {stats.attempts} timed windows" if stats.attempts > 1 else ""
         table.add_row(
             key,
-            _fmt(stats.median_ms),
-            f"median of {stats.count} calls; p10 {stats.p10_ms:.2f} / p90 {stats.p90_ms:.2f}; "
-            f"cv {stats.cv:.1%}; {stats.threads} threads{first}",
+            *_figure(
+                m,
+                key,
+                stats.median_ms,
+                f"median of {stats.count} calls; p10 {stats.p10_ms:.2f} / p90 {stats.p90_ms:.2f}; "
+                f"cv {stats.cv:.1%}; {stats.threads} threads{first}{used}{tries}",
+            ),
         )
     if d.ram is not None:
         table.add_row(
             "ram_mb",
-            _fmt(m.ram_mb),
-            f"peak RSS {d.ram.peak_rss_mb:,.1f} MB - before load {d.ram.baseline_rss_mb:,.1f} MB "
-            f"({d.ram.method})",
+            *_figure(
+                m,
+                "ram_mb",
+                m.ram_mb,
+                f"peak RSS during inference {d.ram.peak_rss_mb:,.1f} MB - before load "
+                f"{d.ram.baseline_rss_mb:,.1f} MB ({d.ram.method})"
+                + _load_peak(d.ram.load_peak_mb, "ram_mb"),
+            ),
         )
     else:
         table.add_row("ram_mb", "—", "not measured")
@@ -126,8 +166,13 @@ def render(m: Measurement, console: Console) -> None:
         )
         table.add_row(
             "vram_mb",
-            _fmt(m.vram_mb),
-            f"max allocated; max reserved {d.vram.max_reserved_mb:,.1f} MB{dev_used}",
+            *_figure(
+                m,
+                "vram_mb",
+                m.vram_mb,
+                f"max allocated during inference; max reserved {d.vram.max_reserved_mb:,.1f} MB"
+                f"{dev_used}" + _load_peak(d.vram.load_peak_mb, "vram_mb"),
+            ),
         )
     else:
         table.add_row("vram_mb", "—", escape(d.not_applicable.get("cuda", "not measured")))
@@ -205,4 +250,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(measurement.model_dump_json(indent=2) + "\n")
     else:
         render(measurement, Console())
-    return EXIT_OK if measurement.ok else EXIT_FAIL
+    if not measurement.ok:
+        return EXIT_FAIL
+    return EXIT_UNMEASURED if measurement.unstable else EXIT_OK

@@ -16,7 +16,7 @@ from mcval.errors import InputError
 from mcval.metrics import METRICS, MetricKind
 from mcval.render.markdown import code_span, escape_cell, escape_inline
 from mcval.results import ResultRecord
-from mcval.verdict import MetricVerdict, Verdict
+from mcval.verdict import UNSTABLE_OUTCOME, MeasuredFigures, MetricVerdict, Verdict
 
 MARKER = "<!-- mcval:report -->"
 
@@ -24,16 +24,43 @@ BADGES = {
     "pass": "✅ pass",
     "fail": "❌ fail",
     "error": "⚠️ error",
+    "unmeasured": "🔁 re-run",
     "input": "⛔ invalid",
 }
 STATUS_CELLS = {
     "pass": "✅ pass",
     "fail": "❌ fail",
     "info": "ℹ️ info",
+    "unstable": "⚠️ unstable",
     "not_measured": "— not measured",
     "not_reported": "— not reported",
     "not_applicable": "— n/a",
 }
+
+
+UNMEASURED_EXPLANATION = (
+    "The figures marked unstable were disturbed while the runner measured them (the reason "
+    "is in their row), so they neither pass nor fail this submission. That is the runner's "
+    "problem, not the submission's: run the check again."
+)
+LOAD_PEAK_NAMES = {"ram_mb": "RAM", "vram_mb": "VRAM"}
+
+
+def load_peak_line(measured: MeasuredFigures) -> str | None:
+    """The memory peak while loading/compressing, which the RAM/VRAM figures leave out on
+    purpose (a recipe's fp32 copy at load is not the compressed model's): said beside them
+    so a reader understands why a bf16 row's RAM can be below its fp32 baseline's."""
+    parts = [
+        f"{name} {measured.load_peak_mb[key]:.2f} MB"
+        for key, name in LOAD_PEAK_NAMES.items()
+        if key in measured.load_peak_mb
+    ]
+    if not parts:
+        return None
+    return (
+        f"Peak while loading/compressing: {', '.join(parts)} — not counted in the RAM/VRAM "
+        "figures, which are the peaks while the prepared model runs inference"
+    )
 
 
 @dataclass
@@ -66,7 +93,7 @@ def format_value(field: str, value: float | None) -> str:
 
 def _metric_row(m: MetricVerdict) -> str:
     verdict = STATUS_CELLS[m.status]
-    if m.note and m.status in {"fail", "not_applicable", "info"}:
+    if m.note and m.status in {"fail", "not_applicable", "info", "unstable"}:
         verdict += f" — {escape_cell(m.note)}"
     cells = [
         escape_cell(m.label),
@@ -116,7 +143,12 @@ def _section(report: SubmissionReport) -> list[str]:
         f" · {escape_inline(record.model_id)}"
     )
     lines = [title, "", code_span(report.path), ""]
+    if record.verdict == "unmeasured":
+        lines += [f"**{UNSTABLE_OUTCOME.capitalize()}.** {UNMEASURED_EXPLANATION}", ""]
     lines += _verdict_lines(record.report, report.path)
+    peak = load_peak_line(record.measured)
+    if peak:
+        lines += [peak, ""]
     when = record.measured_at.strftime("%Y-%m-%d %H:%M UTC")
     reused = " (unchanged since then: result reused)" if report.reused else ""
     lines.append(f"Runner: {escape_inline(record.environment.summary)} · measured {when}{reused}")

@@ -12,13 +12,21 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mcval.render.comment import SubmissionReport, format_value
+from mcval.render.comment import (
+    UNMEASURED_EXPLANATION,
+    SubmissionReport,
+    format_value,
+    load_peak_line,
+)
+from mcval.verdict import UNSTABLE_OUTCOME
 
 _STYLES = {
     "pass": "green",
     "fail": "bold red",
     "info": "cyan",
     "error": "yellow",
+    "unmeasured": "bold yellow",
+    "unstable": "yellow",
     "input": "bold red",
     "not_measured": "dim",
     "not_reported": "dim",
@@ -28,6 +36,8 @@ _WORDS = {
     "pass": "PASS",
     "fail": "FAIL",
     "error": "ERROR",
+    "unmeasured": "RE-RUN",
+    "unstable": "⚠ unstable",
     "input": "INVALID",
     "info": "info",
     "not_measured": "not measured",
@@ -60,7 +70,7 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
         for m in record.report.metrics:
             verdict = f"[{_STYLES[m.status]}]{_WORDS[m.status]}[/]"
-            if m.note and m.status in {"fail", "not_applicable"}:
+            if m.note and m.status in {"fail", "not_applicable", "unstable"}:
                 verdict += f" [dim]{escape(m.note)}[/]"
             table.add_row(
                 escape(m.label),
@@ -70,6 +80,10 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
                 escape(m.tolerance or ""),
                 verdict,
             )
+        if record.verdict == "unmeasured":
+            console.print(
+                f"  [bold yellow]{UNSTABLE_OUTCOME.capitalize()}.[/] {UNMEASURED_EXPLANATION}"
+            )
         console.print(table)
         for finding in record.report.findings:
             colour = "red" if finding.severity == "fail" else "yellow"
@@ -77,8 +91,13 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
             console.print(f"  [{colour}]{finding.severity}[/] {escape(where + finding.message)}")
         for error in record.report.errors:
             console.print(f"  [yellow]error[/] {escape(error)}")
+        peak = load_peak_line(record.measured)
+        if peak:
+            console.print(f"  [dim]{peak}[/]")
         reused = " (result reused: submission unchanged)" if report.reused else ""
         console.print(f"  [dim]runner: {escape(record.environment.summary)}{reused}[/]")
         console.print()
     passed = sum(1 for r in reports if r.status == "pass")
-    console.print(f"{passed} of {len(reports)} submission(s) pass")
+    rerun = sum(1 for r in reports if r.status == "unmeasured")
+    again = f"; {rerun} could not be measured stably (re-run)" if rerun else ""
+    console.print(f"{passed} of {len(reports)} submission(s) pass{again}")
