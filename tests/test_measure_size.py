@@ -258,6 +258,89 @@ def test_sparsity_is_fraction_of_exact_zeros() -> None:
     assert measure_size(lin, sparsity=False).sparsity is None
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_count_zeros_is_count_nonzero_across_the_chunks(dtype: torch.dtype) -> None:
+    from mcval.models.zeros import CHUNK, count_zeros
+
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(CHUNK * 2 + 6, generator=gen)
+    values[torch.rand(values.shape, generator=gen) < 0.4] = 0.0
+    values[torch.rand(values.shape, generator=gen) < 0.1] = -0.0
+    values[:4] = torch.tensor([float("nan"), float("-inf"), 1e-45, -1e-45])
+    values = values.to(dtype)
+    for t in (values, values[: CHUNK - 1], values[:0], values.reshape(2, -1)[:, 1:], values[::3]):
+        assert count_zeros(t) == t.numel() - int(torch.count_nonzero(t))
+    assert count_zeros(nn.Parameter(values)) == values.numel() - int(torch.count_nonzero(values))
+
+
+def _dequantized_zeros(t: torch.Tensor) -> int:
+    dense = t.dequantize()
+    return dense.numel() - int(torch.count_nonzero(dense))
+
+
+def test_quantized_zeros_are_the_dequantized_zeros() -> None:
+    from mcval.measure.size import _quantized_zeros
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 30, generator=gen)
+    x[torch.rand(x.shape, generator=gen) < 0.3] = 0.0
+    channel_scales = torch.rand(40, generator=gen, dtype=torch.float64) * 0.1 + 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantized tensor creation is deprecated, still used
+        quantized = [
+            torch.quantize_per_tensor(x, 0.02, 0, torch.qint8),
+            torch.quantize_per_tensor(x, 0.02, 7, torch.qint8),
+            torch.quantize_per_tensor(x, 0.02, -100, torch.qint8),
+            torch.quantize_per_tensor(x, 0.02, 128, torch.quint8),
+            torch.quantize_per_tensor(x, 0.02, 0, torch.quint8),
+            torch.quantize_per_tensor(x, 1e-40, 3, torch.qint8),  # subnormal scale: dequantized
+            torch.quantize_per_tensor(x, 0.02, 5, torch.qint32),  # not 8-bit: dequantized
+            torch.quantize_per_channel(
+                x, channel_scales, torch.zeros(40, dtype=torch.long), 0, torch.qint8
+            ),
+            torch.quantize_per_channel(x, channel_scales, torch.arange(40) % 9 - 4, 0, torch.qint8),
+            torch.quantize_per_channel(
+                x.t(), channel_scales, torch.arange(40) % 5, 1, torch.quint8
+            ),
+        ]
+    for q in quantized:
+        views = [q]
+        if q.qscheme() == torch.per_tensor_affine:
+            views += [q.t(), q[3:, ::2]]
+        for view in views:
+            assert _quantized_zeros(view) == _dequantized_zeros(view)
+
+
+def test_sparsity_of_pruned_dynamic_quantized_model(saved_models: dict[str, Path]) -> None:
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    fp32 = _load("bert", saved_models["bert"])
+    with torch.no_grad():
+        for mod in fp32.modules():
+            if isinstance(mod, nn.Linear):
+                mod.weight[mod.weight.abs() < mod.weight.abs().median()] = 0.0
+    for qconfig in (None, per_channel_dynamic_qconfig):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            spec = {nn.Linear: qconfig} if qconfig else {nn.Linear}
+            q = quantize_dynamic(fp32, spec, dtype=torch.qint8, inplace=False)
+        zeros = elements = 0
+        for p in q.parameters():
+            if p.is_floating_point():
+                zeros += p.numel() - int(torch.count_nonzero(p))
+                elements += p.numel()
+        for mod in q.modules():
+            if type(mod).__name__ == "Linear" and callable(getattr(mod, "_weight_bias", None)):
+                for t in mod._weight_bias():
+                    if t is not None:
+                        zeros += _dequantized_zeros(t) if t.is_quantized else int((t == 0).sum())
+                        elements += t.numel()
+        report = measure_size(q)
+        assert report.sparsity_elements == elements
+        assert report.sparsity == zeros / elements
+        assert report.sparsity > 0.3  # half of every Linear weight (not embeddings) pruned
+
+
 def test_meta_model_counts_by_identity(saved_models: dict[str, Path]) -> None:
     real = _load("gpt2", saved_models["gpt2"])
     with torch.device("meta"):

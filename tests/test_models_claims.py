@@ -67,6 +67,152 @@ def test_fingerprints() -> None:
     assert inspect_model(a.to(torch.float16)).weights_fingerprint == ia.weights_fingerprint
 
 
+# --- the fast inspection equals the definition ---------------------------------------
+
+NAN_AND_FRIENDS = {
+    # bit patterns of +0, -0, +inf, -inf, NaNs of both signs and several payloads, subnormals
+    "float16": (0x0000, 0x8000, 0x7C00, 0xFC00, 0x7C01, 0x7E00, 0xFC01, 0xFFFF, 0x0001, 0x8001),
+    "bfloat16": (0x0000, 0x8000, 0x7F80, 0xFF80, 0x7F81, 0x7FC0, 0xFF81, 0xFFFF, 0x0001, 0x8001),
+    "float32": (
+        *(0x00000000, 0x80000000, 0x7F800000, 0xFF800000, 0x7F800001),
+        *(0x7FC00000, 0xFF800001, 0xFFFFFFFF, 0x00000001, 0x80000001),
+    ),
+    "float64": (
+        *(0x0, 0x8000000000000000, 0x7FF0000000000000, 0xFFF0000000000000),
+        *(0x7FF0000000000001, 0xFFF0000000000001, 0xFFFFFFFFFFFFFFFF, 0x1, 0x8000000000000001),
+    ),
+}
+
+
+def _special_values(dtype: str) -> Any:
+    """NAN_AND_FRIENDS[dtype] as a tensor of that float dtype."""
+    import torch
+
+    fdtype = getattr(torch, dtype)
+    bits = fdtype.itemsize * 8
+    signed = [v - (1 << bits) if v >= 1 << (bits - 1) else v for v in NAN_AND_FRIENDS[dtype]]
+    idtype = {16: torch.int16, 32: torch.int32, 64: torch.int64}[bits]
+    return torch.tensor(signed, dtype=idtype).view(fdtype)
+
+
+def _reference_distinct(sample: Any) -> int:
+    """The definition (and the code before the integer-sort path)."""
+    import torch
+
+    return int(torch.unique(sample[sample != 0]).numel())
+
+
+@pytest.mark.parametrize("dtype", sorted(NAN_AND_FRIENDS))
+def test_distinct_nonzero_is_torch_unique_on_special_values(dtype: str) -> None:
+    import torch
+
+    from mcval.models.claims import _distinct_nonzero
+
+    fdtype = getattr(torch, dtype)
+    special = _special_values(dtype)
+    gen = torch.Generator().manual_seed(0)
+    values = torch.cat([torch.randn(3000, generator=gen).to(fdtype), special])
+    values[::5] = 0.0
+    values[1::7] = -0.0
+    values[2::11] = values[3::11]  # duplicates
+    finite = values[values.isfinite()]
+    for sample in (values, finite, finite[::3], finite[-9:], special, special[:2], special[:1]):
+        assert _distinct_nonzero(sample) == _reference_distinct(sample)
+    assert _distinct_nonzero(torch.zeros(0, dtype=fdtype)) == 0
+    assert _distinct_nonzero(torch.full((9,), -0.0, dtype=fdtype)) == 0
+
+
+def _awkward_model(finite: bool = False) -> Any:
+    """Layers above both sample sizes and the zero-count chunk, with what pruned, clustered
+    or broken checkpoints hold: +0.0 and -0.0, duplicates, subnormals, +-inf and NaN."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(1000, 300), torch.nn.Linear(300, 300), torch.nn.Linear(64, 8)
+    )
+    with torch.no_grad():
+        pruned, clustered, odd = (m.weight for m in model)
+        pruned[pruned.abs() < 0.01] = 0.0
+        pruned[::7] *= 0.0  # -0.0 where the weight was negative
+        clustered.copy_(torch.round(clustered * 50) / 50)
+        odd[0, :6] = torch.tensor([1e-45, -1e-45, 0.0, -0.0, 3e38, -3e38])
+        if not finite:
+            odd[1, :4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -float("nan")])
+    return model
+
+
+def _reference_layers_and_fingerprint(model: Any) -> tuple[list[tuple[str, int, int]], str]:
+    """(name, zeros, distinct) per layer and the weights fingerprint, computed as defined:
+    dequantize, ``count_nonzero``, ``unique``, one fresh unpack per use."""
+    import hashlib
+
+    import torch
+
+    from mcval.models.claims import (
+        DISTINCT_SAMPLE,
+        FINGERPRINT_SAMPLE,
+        _as_float,
+        _layer_weight,
+        _sample,
+        _state_tensors,
+    )
+
+    layers = []
+    for name, module in model.named_modules():
+        weight = _layer_weight(module)
+        if weight is None:
+            continue
+        values = _as_float(weight).reshape(-1)
+        sample, _ = _sample(values, DISTINCT_SAMPLE)
+        zeros = values.numel() - int(torch.count_nonzero(values))
+        layers.append((name, zeros, _reference_distinct(sample)))
+    digest = hashlib.blake2b(digest_size=16)
+    tensors = _state_tensors(model)
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+        if tensor.numel():
+            sample, _ = _sample(_as_float(tensor).reshape(-1), FINGERPRINT_SAMPLE)
+            digest.update(sample.detach().to("cpu", torch.float16).numpy().tobytes())
+    return layers, digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["float32", "float16", "bfloat16", "float64", "int8", "int8-per-channel", "fp16-packed"],
+)
+def test_inspection_equals_the_reference_computation(variant: str) -> None:
+    import warnings
+
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    model = _awkward_model(finite=variant in {"int8", "int8-per-channel", "fp16-packed"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if variant == "int8":
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif variant == "int8-per-channel":
+            model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
+        elif variant == "fp16-packed":
+            model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.float16)
+        else:
+            model = model.to(getattr(torch, variant))
+        inspection = inspect_model(model)
+        layers, fingerprint = _reference_layers_and_fingerprint(model)
+    got = [(layer.name, layer.zeros, layer.distinct_values) for layer in inspection.linear_layers]
+    assert got == layers
+    assert inspection.weights_fingerprint == fingerprint
+    assert inspection.linear_zeros == sum(zeros for _, zeros, _ in layers)
+    assert [layer.distinct_is_lower_bound for layer in inspection.linear_layers] == [
+        True,
+        True,
+        False,
+    ]
+    assert layers[0][1] > 0 and layers[1][2] < 200  # the pruned and clustered layers are
+
+
 # --- honest submissions: silent ------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from mcval.models.zeros import count_zeros
+
 if TYPE_CHECKING:
     import torch
 
@@ -109,16 +111,56 @@ class _Counter:
         return self._charge(key, nbytes, label)
 
     def count_zeros(self, t: torch.Tensor) -> None:
-        import torch
-
         if t.device.type == "meta" or t.numel() == 0:
             return
         if t.is_quantized:
-            t = t.dequantize()
-        elif not t.is_floating_point():
+            zeros = _quantized_zeros(t)
+            self.checked += t.numel()
+            self.zeros += zeros
+            return
+        if not t.is_floating_point():
             return
         self.checked += t.numel()
-        self.zeros += t.numel() - int(torch.count_nonzero(t.detach()))
+        self.zeros += count_zeros(t)
+
+
+def _quantized_zeros(t: torch.Tensor) -> int:
+    """Elements of a quantized tensor that dequantize to exactly 0.
+
+    For 8-bit values ``(q - zero_point) * scale`` is 0 exactly when ``q == zero_point`` if
+    every scale is a finite float32 no smaller than the least normal one (``q - zero_point``
+    is exact and at least 1 in size, so nothing underflows, and there is no ``0 * inf``).
+    So the stored bytes are compared in place (``zero_point`` taken mod 256, as the bytes
+    hold it) instead of dequantizing a float32 copy: 4x the bytes, in fresh pages, ~1 ms per
+    SmolLM2 Linear. Other dtypes (qint32 is not exact in float32), schemes, devices or
+    scales are dequantized, as before.
+    """
+    import numpy as np
+    import torch
+
+    scheme = t.qscheme()
+    scales: torch.Tensor | None = None
+    zero_points: torch.Tensor | None = None
+    in_bytes = t.dtype in (torch.qint8, torch.quint8) and t.device.type == "cpu"
+    if in_bytes and scheme in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        scales = torch.tensor([t.q_scale()], dtype=torch.float64)
+        zero_points = torch.tensor([t.q_zero_point()], dtype=torch.int64)
+    elif in_bytes and scheme in (torch.per_channel_affine, torch.per_channel_symmetric):
+        scales = t.q_per_channel_scales().to(torch.float64)
+        shape = [1] * t.dim()
+        shape[t.q_per_channel_axis()] = -1
+        zero_points = t.q_per_channel_zero_points().to(torch.int64).reshape(shape)
+    if scales is not None and zero_points is not None and scales.numel():
+        f32 = torch.finfo(torch.float32)
+        magnitude = scales.abs()
+        if bool(((magnitude >= f32.tiny) & (magnitude <= f32.max)).all()):
+            stored = torch.empty(0, dtype=torch.uint8)
+            stored.set_(t.untyped_storage(), t.storage_offset(), t.size(), t.stride())
+            values = stored.numpy()
+            if not bool(zero_points.any()):
+                return int(values.size - np.count_nonzero(values))
+            return int(np.count_nonzero(values == (zero_points & 0xFF).to(torch.uint8).numpy()))
+    return count_zeros(t.dequantize())
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -180,13 +222,17 @@ def _quantized_nbytes(t: torch.Tensor, packed_dtype: Any, is_bias: bool) -> list
 
 
 def _packed_owners(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Outermost modules that hold weights in torch packed params (quantized Linear/LSTM...)."""
-    handled: list[str] = []
+    """Outermost modules that hold weights in torch packed params (quantized Linear/LSTM...).
+
+    ``named_modules`` walks depth-first, so an owner's submodules directly follow it: only
+    the last owner's prefix needs checking (checking every owner was quadratic).
+    """
+    owner: str | None = None
     for name, mod in model.named_modules():
-        if any(name == h or name.startswith(h + ".") for h in handled):
+        if owner is not None and (name == owner or name.startswith(owner + ".")):
             continue
         if callable(getattr(mod, "_weight_bias", None)):
-            handled.append(name)
+            owner = name
             yield mod
 
 

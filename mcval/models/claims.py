@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mcval.models.recipe_params import StepLike
+from mcval.models.zeros import count_zeros
 
 DISTINCT_SAMPLE = 2**16
 """Distinct values are counted exactly up to this many weights; above, on an evenly
@@ -98,19 +99,28 @@ def _is_quantized_module(module: Any) -> bool:
     return weight is not None and type(weight).__module__.split(".")[0] == "torchao"
 
 
-def _packed_weight(module: Any) -> tuple[Any, Any] | None:
+_Unpacked = dict[int, tuple[Any, Any]]
+"""id(module) → its unpacked (weight, bias), for one ``inspect_model`` call: unpacking copies
+the weight out of fbgemm's layout (~1 ms per SmolLM2 Linear), so it is done once, not twice."""
+
+
+def _packed_weight(module: Any, unpacked: _Unpacked | None = None) -> tuple[Any, Any] | None:
     """(weight, bias) of a torch.ao quantized Linear, whose weight is a method, not a tensor."""
+    if unpacked is not None and id(module) in unpacked:
+        return unpacked[id(module)]
     unpack = getattr(module, "_weight_bias", None)
     if callable(unpack) and callable(getattr(module, "weight", None)):
         weight, bias = unpack()
+        if unpacked is not None:
+            unpacked[id(module)] = (weight, bias)
         return weight, bias
     return None
 
 
-def _layer_weight(module: Any) -> Any | None:
+def _layer_weight(module: Any, unpacked: _Unpacked | None = None) -> Any | None:
     import torch
 
-    packed = _packed_weight(module)
+    packed = _packed_weight(module, unpacked)
     if packed is not None:
         return packed[0]
     cls = type(module)
@@ -134,7 +144,59 @@ def _sample(flat: Any, size: int) -> tuple[Any, bool]:
     return flat[::step], True
 
 
-def _state_tensors(model: Any) -> dict[str, Any]:
+def _distinct_reference(sample: Any) -> int:
+    """Distinct non-zero values, by definition (NaNs each count once, as ``unique`` keeps them)."""
+    import torch
+
+    return int(torch.unique(sample[sample != 0]).numel())
+
+
+def _distinct_nonzero(sample: Any) -> int:
+    """Distinct non-zero values: exactly ``_distinct_reference(sample)``, ~10x faster.
+
+    Why: ``torch.unique`` sorts floats with a NaN-aware comparator (~5 ms per 64K values,
+    ~1 s over SmolLM2's 211 layers). Non-zero, non-NaN floats are equal exactly when their
+    bit patterns are, so sorting the bits as integers (a histogram of all 2**16 patterns for
+    16-bit floats) finds the same set. As signed integers +0.0 is 0, -0.0 the minimum, and
+    NaNs lie above +inf's pattern or between -inf's and 0; a sample holding NaN, and
+    tensors off the CPU, take the reference.
+    """
+    import numpy as np
+    import torch
+
+    spec = {
+        torch.float16: (torch.int16, 0x7C00),
+        torch.bfloat16: (torch.int16, 0x7F80),
+        torch.float32: (torch.int32, 0x7F800000),
+        torch.float64: (torch.int64, 0x7FF0000000000000),
+    }.get(sample.dtype)
+    if spec is None or sample.device.type != "cpu":
+        return _distinct_reference(sample)
+    if sample.numel() == 0:
+        return 0
+    bits_dtype, inf = spec
+    bits = sample.detach().view(bits_dtype)
+    if bits_dtype == torch.int16:
+        counts = torch.bincount(bits.to(torch.int32) & 0xFFFF, minlength=1 << 16)
+        if bool(counts[inf + 1 : 0x8000].any()) or bool(counts[0x8000 + inf + 1 :].any()):
+            return _distinct_reference(sample)
+        zeros = int(bool(counts[0])) + int(bool(counts[0x8000]))
+        return int(torch.count_nonzero(counts)) - zeros
+    ordered = torch.sort(bits).values
+    n = ordered.numel()
+    smallest = torch.iinfo(bits_dtype).min  # -0.0
+    edges = torch.searchsorted(ordered, torch.tensor([smallest + inf + 1, 0], dtype=bits_dtype))
+    negative_nan, positive_zero = int(edges[0]), int(edges[1])
+    if int(ordered[-1]) > inf or (negative_nan < n and int(ordered[negative_nan]) < 0):
+        return _distinct_reference(sample)
+    flat = ordered.numpy()
+    distinct = int(np.count_nonzero(flat[1:] != flat[:-1])) + 1
+    distinct -= int(flat[0]) == smallest
+    distinct -= positive_zero < n and int(flat[positive_zero]) == 0
+    return distinct
+
+
+def _state_tensors(model: Any, unpacked: _Unpacked | None = None) -> dict[str, Any]:
     """Every distinct tensor of the model's state: parameters, buffers, packed weights."""
     import torch
 
@@ -163,7 +225,7 @@ def _state_tensors(model: Any) -> dict[str, Any]:
         for buffer_name, buffer in module._buffers.items():
             if buffer is not None and buffer_name not in skip:
                 add(f"{name}.{buffer_name}" if name else buffer_name, buffer)
-        packed = _packed_weight(module)
+        packed = _packed_weight(module, unpacked)
         if packed is not None:
             add(f"{name}.weight", packed[0])
             if packed[1] is not None:
@@ -171,16 +233,61 @@ def _state_tensors(model: Any) -> dict[str, Any]:
     return tensors
 
 
-def inspect_model(model: Any) -> ModelInspection:
-    """Measure the model's weights as they are in memory (after any recipe)."""
+def _fingerprint_bytes(values: Any) -> bytes:
+    """The sampled values of one flattened tensor, as they enter ``weights_fingerprint``."""
     import torch
 
-    tensors = _state_tensors(model)
-    dtype_elements: dict[str, int] = {}
-    dtype_bytes: dict[str, int] = {}
-    arch = hashlib.blake2b(digest_size=16)
-    weights = hashlib.blake2b(digest_size=16)
+    sample, _ = _sample(values, FINGERPRINT_SAMPLE)
+    return bytes(sample.detach().to("cpu", torch.float16).numpy().tobytes())
+
+
+def inspect_model(model: Any) -> ModelInspection:
+    """Measure the model's weights as they are in memory (after any recipe).
+
+    It runs in every measuring child after the timed calls, so it must stay cheap: each
+    packed weight is unpacked and dequantized once per call, not once per use (the layer
+    pass keeps the fingerprint sample of what it dequantized), zeros are counted without
+    branches (``count_zeros``) and distinct values by an integer sort (``_distinct_nonzero``).
+    """
+    import torch
+
+    unpacked: _Unpacked = {}
+    tensors = _state_tensors(model, unpacked)
+    fingerprints: dict[int, bytes] = {}  # id(quantized weight) → its fingerprint sample
     with torch.no_grad():
+        quantized_types: dict[str, int] = {}
+        layers: list[LayerStats] = []
+        for name, module in model.named_modules():
+            if _is_quantized_module(module):
+                kind = type(module).__name__
+                quantized_types[kind] = quantized_types.get(kind, 0) + 1
+            weight = _layer_weight(module, unpacked)
+            if weight is None:
+                continue
+            values = _as_float(weight).reshape(-1)
+            if weight.is_quantized and values.numel():
+                fingerprints[id(weight)] = _fingerprint_bytes(values)
+            zeros = count_zeros(values)
+            sample, lower = _sample(values, DISTINCT_SAMPLE)
+            distinct = _distinct_nonzero(sample)
+            del values, sample  # a dequantized copy: free it before the next layer's
+            layers.append(
+                LayerStats(
+                    name=name,
+                    kind=type(module).__name__,
+                    dtype=str(weight.dtype),
+                    elements=weight.numel(),
+                    zeros=zeros,
+                    sparsity=zeros / weight.numel() if weight.numel() else 0.0,
+                    distinct_values=distinct,
+                    distinct_is_lower_bound=lower,
+                )
+            )
+
+        dtype_elements: dict[str, int] = {}
+        dtype_bytes: dict[str, int] = {}
+        arch = hashlib.blake2b(digest_size=16)
+        weights = hashlib.blake2b(digest_size=16)
         for name in sorted(tensors):
             tensor = tensors[name]
             dtype = str(tensor.dtype)
@@ -190,35 +297,10 @@ def inspect_model(model: Any) -> ModelInspection:
             arch.update(shape)
             weights.update(shape)
             if tensor.numel():
-                values = _as_float(tensor).reshape(-1)
-                sample, _ = _sample(values, FINGERPRINT_SAMPLE)
-                weights.update(sample.detach().to("cpu", torch.float16).numpy().tobytes())
-
-        quantized_types: dict[str, int] = {}
-        layers: list[LayerStats] = []
-        for name, module in model.named_modules():
-            if _is_quantized_module(module):
-                kind = type(module).__name__
-                quantized_types[kind] = quantized_types.get(kind, 0) + 1
-            weight = _layer_weight(module)
-            if weight is None:
-                continue
-            values = _as_float(weight).reshape(-1)
-            zeros = values.numel() - int(torch.count_nonzero(values).item())
-            sample, lower = _sample(values, DISTINCT_SAMPLE)
-            distinct = int(torch.unique(sample[sample != 0]).numel())
-            layers.append(
-                LayerStats(
-                    name=name,
-                    kind=type(module).__name__,
-                    dtype=str(weight.dtype),
-                    elements=values.numel(),
-                    zeros=zeros,
-                    sparsity=zeros / values.numel() if values.numel() else 0.0,
-                    distinct_values=distinct,
-                    distinct_is_lower_bound=lower,
-                )
-            )
+                sampled = fingerprints.get(id(tensor))
+                if sampled is None:
+                    sampled = _fingerprint_bytes(_as_float(tensor).reshape(-1))
+                weights.update(sampled)
     linear_elements = sum(layer.elements for layer in layers)
     linear_zeros = sum(layer.zeros for layer in layers)
     distinct = [layer.distinct_values for layer in layers]
