@@ -268,6 +268,8 @@ def test_from_pretrained_gets_the_safe_flags(tmp_path: Path, llama_dir: Path) ->
                 "trust_remote_code": False,
                 "local_files_only": True,
                 "dtype": "auto",
+                # Read into the process's memory (CPU): no mapped file charged to ram_mb.
+                "disable_mmap": True,
             },
         )
     ]

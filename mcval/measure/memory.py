@@ -28,13 +28,14 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
 def read_status(pid: int | None = None) -> dict[str, int]:
-    """``Vm*`` fields of ``/proc/<pid>/status`` in bytes (empty dict if unreadable)."""
+    """``Vm*`` and ``Rss*`` fields of ``/proc/<pid>/status`` in bytes (empty if unreadable)."""
     path = _STATUS if pid is None else Path(f"/proc/{pid}/status")
     try:
         text = path.read_text()
     except OSError:
         return {}
-    return {m[1]: int(m[2]) * 1024 for m in re.finditer(r"^(Vm\w+):\s+(\d+) kB", text, re.M)}
+    pattern = r"^((?:Vm|Rss)\w+):\s+(\d+) kB"
+    return {m[1]: int(m[2]) * 1024 for m in re.finditer(pattern, text, re.M)}
 
 
 def current_rss() -> int:
@@ -106,6 +107,11 @@ class RamStats(BaseModel):
     peak_rss_mb: float = Field(description="absolute peak RSS of the process during inference")
     baseline_rss_mb: float = Field(description="RSS just before the model load")
     final_rss_mb: float = Field(description="RSS when the peak was read")
+    file_rss_growth_mb: float | None = Field(
+        default=None,
+        description="growth of file-backed RSS (library code paged in, mapped files) from the "
+        "baseline to when the peak was read: part of ram_mb that is not the model's data",
+    )
     method: Literal["vmhwm", "polling"]
     poll_interval_s: float | None = None
 
@@ -125,6 +131,7 @@ class PeakRSS:
         self.force_polling = force_polling
         self.method: Literal["vmhwm", "polling"] = "vmhwm"
         self.baseline = 0
+        self.baseline_file: int | None = None
         self.load_peak: int | None = None
         self._peak = 0
         self._thread: threading.Thread | None = None
@@ -136,6 +143,7 @@ class PeakRSS:
 
         gc.collect()
         self.baseline = current_rss()
+        self.baseline_file = read_status().get("RssFile")
         self._peak = self.baseline
         if not self.force_polling and reset_peak_rss():
             self.method = "vmhwm"
@@ -196,7 +204,14 @@ class PeakRSS:
         """Read the peak now (call right after the last inference)."""
         peak = self.peak()
         final = current_rss()
+        file_now = read_status().get("RssFile")
+        file_growth = (
+            (file_now - self.baseline_file) / MIB
+            if file_now is not None and self.baseline_file is not None
+            else None
+        )
         return RamStats(
+            file_rss_growth_mb=file_growth,
             ram_mb=(peak - self.baseline) / MIB,
             load_peak_mb=(self.load_peak - self.baseline) / MIB if self.load_peak else None,
             peak_rss_mb=peak / MIB,
