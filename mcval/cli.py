@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mcval import __version__
+from mcval.ci.actions import Level, annotation, running_in_actions
 from mcval.errors import InputError, InputErrors, McvalError
-from mcval.render.annotations import Level, annotation
 
 if TYPE_CHECKING:
     from mcval.verdict import VerdictStatus
@@ -52,7 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     repo_root = Path(args.repo) if args.repo else find_repo_root(Path.cwd())
     policy = load_policy(repo_root)
     report = check_paths([Path(p) for p in args.paths], repo_root, policy)
-    annotate = os.environ.get("GITHUB_ACTIONS") == "true"
+    annotate = running_in_actions()
     for result in report.files:
         if result.loaded is not None and result.ok:
             loaded = result.loaded
@@ -176,15 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--cache", help="asset and result cache (default: ~/.cache/mcval)")
     demo.set_defaults(handler=_lazy("mcval.demo"))
 
-    from mcval.ci import register as register_ci
+    from mcval.ci.cli import register as register_ci
 
     register_ci(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return dispatch(build_parser().parse_args(argv))
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the parsed command's handler; every error becomes one line and an exit code."""
     try:
         return int(args.handler(args))
     except InputErrors as exc:

@@ -146,7 +146,7 @@ class GithubPolicy(_Section):
 
     bot_login: str = Field(
         default="github-actions[bot]",
-        description="Login of the bot's comments (GET /user is 403 for GITHUB_TOKEN).",
+        description="Login of the bot's comments (GET /user is 403 for the workflow token).",
     )
     allowed_paths: list[str] = Field(
         default_factory=lambda: ["submissions/**"],

@@ -9,7 +9,6 @@ fault: re-run), else 0 — the same locally and in the bot.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
@@ -18,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from mcval.ci.actions import annotation, running_in_actions, write_step_summary
 from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED, VERDICT_EXIT_CODES
 from mcval.errors import InputError
 from mcval.policy import Policy, load_policy
-from mcval.render.annotations import annotation
 from mcval.render.comment import SubmissionReport, render_comment
 from mcval.render.terminal import render_terminal
 from mcval.results import (
@@ -349,11 +348,8 @@ def run(args: argparse.Namespace) -> int:
     markdown = render_comment(reports)
     if args.markdown:
         Path(args.markdown).write_text(markdown, encoding="utf-8")
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        with open(summary_file, "a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    write_step_summary(markdown)
+    if running_in_actions():
         for line in annotations_for(reports):
             print(line)
     sys.stdout.flush()

@@ -32,10 +32,10 @@ from fake_github import FakeGithub
 from test_models_safety import write_malicious_bin
 from test_validate import ENV, measurement
 
-import mcval.ci
+from mcval.ci.rules import ChangedFile, check_team_ownership, comment_body
 from mcval.cli import main as mcval_main
-from mcval.github import MARKER, ChangedFile, check_team_ownership, comment_body
 from mcval.policy import GithubPolicy, Policy
+from mcval.render.comment import MARKER
 
 FILE = "submissions/alpha/s.yaml"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -187,14 +187,15 @@ def attempt(
     expected: list[str],
     prefix: str = "error  ",
     error_prefix: str | None = None,
+    main: Callable[[list[str]], int] = mcval_main,
 ) -> str:
-    """Run ``mcval <argv>``; record and assert code, exact error lines, no traceback, no
-    side effect. ``expected`` are whole output lines without ``prefix``; with
-    ``error_prefix`` no other line may start with it (no stray second error)."""
+    """Run ``mcval <argv>`` (through ``main``); record and assert code, exact error lines,
+    no traceback, no side effect. ``expected`` are whole output lines without ``prefix``;
+    with ``error_prefix`` no other line may start with it (no stray second error)."""
     capsys.readouterr()
     before = snapshot(w.root, w.outside)
     try:
-        got = mcval_main(argv)
+        got = main(argv)
         crashed = False
     except SystemExit as exc:  # argparse
         got, crashed = int(exc.code or 0), False
@@ -756,7 +757,7 @@ def test_pull_request_into_another_teams_directory_is_refused(
 ) -> None:
     """The file itself is consistent (team: beta in submissions/beta/), so only the
     ownership rule can see that alice is not beta: `mcval ci changed` exits 1, one line."""
-    from ci_helpers import FAST_CLIENT
+    from ci_helpers import ci_main
 
     world.write("mcval.toml", '[github.teams]\nalpha = ["alice"]\nbeta = ["bob"]\n')
     with FakeGithub() as fake:
@@ -769,7 +770,6 @@ def test_pull_request_into_another_teams_directory_is_refused(
             {"submissions/beta/s.yaml": edit("team: alpha", "team: beta")},
             author="alice",
         )
-        monkeypatch.setattr(mcval.ci, "CLIENT_OPTIONS", FAST_CLIENT)
         monkeypatch.setenv("GITHUB_TOKEN", "ro")
         monkeypatch.setenv("GITHUB_REPOSITORY", "course/table")
         monkeypatch.setenv("GITHUB_API_URL", fake.url)
@@ -787,6 +787,7 @@ def test_pull_request_into_another_teams_directory_is_refused(
                 "it (your team is alpha)"
             ],
             error_prefix="error: ",
+            main=ci_main,
         )
         assert fake.count("POST", ".") == 0  # nothing written to GitHub either
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from ci_helpers import (
-    FAST_CLIENT,
     INT8_MEASURED,
     INT8_YAML,
     RUNNER,
@@ -21,9 +20,9 @@ from ci_helpers import (
 )
 from fake_github import FakeGithub
 
-import mcval.ci
-from mcval.ci import load_untrusted_json, slug_of
-from mcval.github import MARKER
+from mcval.ci.plan import slug_of
+from mcval.ci.untrusted import load_untrusted_json
+from mcval.render.comment import MARKER
 from mcval.verdict import MeasuredFigures
 
 BASE = "course/table"
@@ -47,7 +46,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGithub]:
         server.add_token("rw", "pull-requests:write", "statuses:write", "contents:write")
         server.create_repo(BASE, {"README.md": "# Course\n", YAML.format(name="old"): "old\n"})
         server.fork(BASE, FORK)
-        monkeypatch.setattr(mcval.ci, "CLIENT_OPTIONS", FAST_CLIENT)
         monkeypatch.setenv("GITHUB_TOKEN", "rw")
         monkeypatch.setenv("GITHUB_REPOSITORY", BASE)
         monkeypatch.setenv("GITHUB_API_URL", server.url)
@@ -394,7 +392,7 @@ def test_publish_step_refuses_symlinks(
 
 def test_ci_module_does_not_import_pygithub_or_torch() -> None:
     code = (
-        "import sys, argparse; import mcval.ci as ci; "
+        "import sys, argparse; import mcval.ci.cli as ci; "
         "p = argparse.ArgumentParser(); ci.register(p.add_subparsers()); "
         "print('github' in sys.modules, 'torch' in sys.modules)"
     )
