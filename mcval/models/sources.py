@@ -40,8 +40,8 @@ from mcval.models.safety import (
     validate_gguf,
     validate_safetensors,
 )
+from mcval.submission.schema import is_commit_sha
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 SMALL_FILE_SUFFIXES = (".json", ".txt", ".model", ".spm", ".tiktoken", ".jinja", ".vocab")
 """Top-level non-weight files worth fetching: configs, tokenizers, chat templates."""
@@ -236,7 +236,7 @@ def revision_warnings(revision: str | None) -> list[str]:
             "model.revision is not set, so the hub repo's current 'main' is measured; pin it "
             "to a 40-character commit sha so the result stays reproducible"
         ]
-    if not SHA_RE.match(revision):
+    if not is_commit_sha(revision):
         return [
             f"model.revision {revision!r} is not a 40-character commit sha (a branch or tag "
             "can move); pin the commit sha so the result stays reproducible"
@@ -417,7 +417,7 @@ def _from_cached_snapshot(
 ) -> ResolvedSource:
     """Offline runs reuse a cached snapshot; the same rules apply to its files."""
     check_no_custom_code(snapshot, ID_FIELD)
-    commit = snapshot.name if SHA_RE.match(snapshot.name) else None
+    commit = snapshot.name if is_commit_sha(snapshot.name) else None
     common: dict[str, Any] = {
         "kind": "hub",
         "model_id": repo_id,
