@@ -43,12 +43,13 @@ import yaml
 from pydantic import BaseModel
 
 from mcval.errors import InputError
+from mcval.figures import FIGURE_KEYS, FIGURES, Dimension
 from mcval.metrics import METRICS, TASK_METRICS, MetricKind
 from mcval.policy import Policy, load_policy
 from mcval.render.readme import SourceTable, parse_markdown
 from mcval.submission.check import find_repo_root
 from mcval.submission.schema import TEAM_PATTERN
-from mcval.submission.units import Dimension, UnitError, parse_quantity
+from mcval.submission.units import UnitError, parse_quantity
 
 TODO = "TODO(mcval import)"
 PLACEHOLDER_TEAM = "TODO-team"
@@ -56,15 +57,6 @@ PLACEHOLDER_MODEL = "TODO/model-id"
 PLACEHOLDER_DATASET = "TODO/dataset"
 PLACEHOLDER_METHOD = "TODO method"
 
-MEASURE_FIELDS = ("weights_mb", "latency_cpu_ms", "latency_gpu_ms", "ram_mb", "vram_mb")
-_DIMENSION = {
-    "weights_mb": Dimension.SIZE,
-    "latency_cpu_ms": Dimension.TIME,
-    "latency_gpu_ms": Dimension.TIME,
-    "ram_mb": Dimension.SIZE,
-    "vram_mb": Dimension.SIZE,
-}
-_HARDWARE_OF = {"latency_cpu_ms": "cpu", "ram_mb": "cpu", "latency_gpu_ms": "gpu", "vram_mb": "gpu"}
 _NOT_GIVEN = {"", "-", "--", "---", "—", "–", "n/a", "na", "nan", "none", "нет", "?", "x"}
 _NOT_APPLICABLE = re.compile(
     r"^(n/?a\b|not applicable|не применимо|неприменимо|не поддерживается|не измерял)", re.I
@@ -249,7 +241,8 @@ def column_role(header: str) -> str | None:
 
 def _header_unit(header: str, role: str) -> str:
     h = _casefold(header)
-    if _DIMENSION.get(role) is Dimension.TIME:
+    figure = FIGURES.get(role)
+    if figure is not None and figure.dimension is Dimension.TIME:
         if re.search(r"\bms\b|\bмс\b|millisec", h):
             return "ms"
         if re.search(r"\bsec(ond)?s?\b|секунд|\bсек\b", h):
@@ -280,14 +273,14 @@ def classify_columns(header: Sequence[str]) -> _Columns:
                 ignored.append(index)
             continue
         roles[role] = index
-    units = {role: _header_unit(header[i], role) for role, i in roles.items() if role in _DIMENSION}
+    units = {role: _header_unit(header[i], role) for role, i in roles.items() if role in FIGURES}
     return _Columns(roles, units, sorted(ignored), list(header))
 
 
 def is_results_table(columns: _Columns) -> str | None:
     """None when the table holds results, else why it is skipped."""
     has_name = "model" in columns.roles or "method" in columns.roles
-    has_measure = any(f in columns.roles for f in MEASURE_FIELDS)
+    has_measure = any(f in columns.roles for f in FIGURE_KEYS)
     if has_name and has_measure:
         return None
     if not has_name:
@@ -313,7 +306,8 @@ def parse_measure(
         return None, None, None
     if _THROUGHPUT.search(cell):
         return None, None, "a throughput (tokens per second), not the time of one call"
-    if match and field_name in _HARDWARE_OF:
+    figure = FIGURES[field_name]
+    if match and figure.device is not None:
         if _UNIT_NOTE.search(match["note"]):
             return None, None, f"'({match['note']})' is a unit, not the time of one call in ms"
         text, hardware = match["value"].strip(), match["note"].strip()
@@ -322,7 +316,7 @@ def parse_measure(
     if _NUMBER_ONLY.match(text):
         text = f"{text} {unit}"
     try:
-        value = parse_quantity(text, _DIMENSION[field_name])
+        value = parse_quantity(text, figure.dimension)
     except UnitError as exc:
         return None, None, str(exc)
     if value < 0:
@@ -530,7 +524,7 @@ class _Importer:
                     self.issue(
                         row, columns.headers[i], cells[i], "no submission field for this column"
                     )
-            for name in MEASURE_FIELDS:
+            for name in FIGURE_KEYS:
                 text = cell(name)
                 if text is None:
                     continue
@@ -539,8 +533,8 @@ class _Importer:
                     self.issue(row, columns.headers[columns.roles[name]], text, problem)
                 if value is not None:
                     row.reported[name] = value
-                if hardware:
-                    device = _HARDWARE_OF[name]
+                device = FIGURES[name].device
+                if hardware and device is not None:
                     row.hardware.setdefault(device, hardware)
             quality = cell("quality")
             if (

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mcval.errors import InputError
+from mcval.figures import FIGURES
 from mcval.metrics import METRICS, MetricKind
 from mcval.render.markdown import code_span, escape_cell, escape_inline
 from mcval.results import ResultRecord
@@ -43,7 +44,7 @@ UNMEASURED_EXPLANATION = (
     "is in their row), so they neither pass nor fail this submission. That is the runner's "
     "problem, not the submission's: run the check again."
 )
-LOAD_PEAK_NAMES = {"ram_mb": "RAM", "vram_mb": "VRAM"}
+LOAD_PEAK_FIGURES = ("ram_mb", "vram_mb")
 
 
 def load_peak_line(measured: MeasuredFigures) -> str | None:
@@ -51,8 +52,8 @@ def load_peak_line(measured: MeasuredFigures) -> str | None:
     purpose (a recipe's fp32 copy at load is not the compressed model's): said beside them
     so a reader understands why a bf16 row's RAM can be below its fp32 baseline's."""
     parts = [
-        f"{name} {measured.load_peak_mb[key]:.2f} MB"
-        for key, name in LOAD_PEAK_NAMES.items()
+        f"{FIGURES[key].text['en'].short} {measured.load_peak_mb[key]:.2f} MB"
+        for key in LOAD_PEAK_FIGURES
         if key in measured.load_peak_mb
     ]
     if not parts:
