@@ -20,6 +20,7 @@ from rich.console import Console
 from mcval.ci.actions import annotation, running_in_actions, write_step_summary
 from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED, VERDICT_EXIT_CODES
 from mcval.errors import InputError
+from mcval.figures import FigureValues, format_delta
 from mcval.policy import Policy, load_policy
 from mcval.render.comment import SubmissionReport, render_comment
 from mcval.render.terminal import render_terminal
@@ -65,14 +66,8 @@ def figures_of(measurement: Measurement) -> MeasuredFigures:
         if stats is not None and stats.load_peak_mb is not None
     }
     return MeasuredFigures(
-        weights_mb=measurement.weights_mb,
-        latency_cpu_ms=measurement.latency_cpu_ms,
-        latency_gpu_ms=measurement.latency_gpu_ms,
-        ram_mb=measurement.ram_mb,
-        vram_mb=measurement.vram_mb,
-        quality=dict(measurement.quality),
+        **measurement.model_dump(include=set(FigureValues.model_fields)),
         not_applicable=dict(measurement.details.not_applicable),
-        unstable=dict(measurement.unstable),
         load_peak_mb=load_peaks,
         cpu=env.cpu_model if env else None,
         gpu=env.gpu_name if env else None,
@@ -93,30 +88,26 @@ def measurement_notes(
     loaded: LoadedSubmission, measurement: Measurement, baseline: ResultRecord | None
 ) -> list[Finding]:
     """Claim checks (against the baseline's weights when its result is stored) and the
-    measurement's own warnings, as verdict findings."""
-    from mcval.models.claims import ModelInspection, check_claims
+    measurement's own warnings, as verdict findings.
+
+    The one place claims are checked for a submission: here the baseline is known, so a
+    claim about what changed (pruned, distilled) is checked against the baseline's weights.
+    """
+    from mcval.models.claims import check_claims
+    from mcval.models.inspection import ModelInspection
 
     details = measurement.details
-    claims = list(details.findings)
-    if details.inspection is not None and baseline is not None:
-        stored = baseline.measurement.get("details", {}).get("inspection")
+    notes: list[Finding] = []
+    if details.inspection is not None:
+        stored = baseline.measurement.get("details", {}).get("inspection") if baseline else None
         method = loaded.submission.method
-        claims = check_claims(
+        notes = check_claims(
             method.name,
             method.recipe,
             details.inspection,
             baseline_inspection=ModelInspection.model_validate(stored) if stored else None,
-            baseline_weights_mb=baseline.measured.weights_mb,
-            weights_mb=measurement.weights_mb,
-            notes=method.notes,
             gguf=loaded.submission.model.gguf_file is not None,
         )
-    notes = [
-        # "larger than baseline" is the verdict's own (failing) sanity rule.
-        Finding(code=c.code, severity="warning", message=c.message)
-        for c in claims
-        if c.code != "larger-than-baseline"
-    ]
     notes += [Finding(code="measurement", severity="warning", message=w) for w in details.warnings]
     return notes
 
@@ -319,7 +310,8 @@ def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
         for m in report.record.report.metrics:
             if m.status == "fail":
                 message = f"{m.label}: reported {m.reported}, measured {m.measured}"
-                message += f" ({m.delta}; {m.note})" if m.note else f" ({m.delta})"
+                delta = format_delta(m.delta)
+                message += f" ({delta}; {m.note})" if m.note else f" ({delta})"
                 lines.append(annotation("error", message, report.path, m.line))
             elif m.status == "unstable":
                 message = f"{m.label}: measured {m.measured}, {m.note}"

@@ -13,6 +13,7 @@ spinner, whose refresh thread would compete with the child's timed calls for the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -26,7 +27,9 @@ from mcval.errors import InputError, InputErrors
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from mcval.findings import Finding
     from mcval.measure.runner import Measurement
+    from mcval.submission.load import LoadedSubmission
 
 DEVICE_CHOICES = ("cpu", "cuda", "all")
 
@@ -197,6 +200,19 @@ def render(m: Measurement, console: Console) -> None:
         console.print(f"[red]error:[/] {escape(err.message)}{loc}", highlight=False)
 
 
+def _claims(loaded: LoadedSubmission, measurement: Measurement) -> list[Finding]:
+    """Claims of method.name the weights contradict, without a baseline (the runner checks
+    none; ``mcval validate`` checks them against the baseline's weights instead)."""
+    from mcval.models.claims import check_claims
+
+    inspection = measurement.details.inspection
+    if inspection is None:
+        return []
+    method = loaded.submission.method
+    gguf = loaded.submission.model.gguf_file is not None
+    return check_claims(method.name, method.recipe, inspection, gguf=gguf)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``mcval measure``; returns the exit code."""
     from rich.console import Console
@@ -246,10 +262,16 @@ def run(args: argparse.Namespace) -> int:
         skip_quality=bool(getattr(args, "skip_quality", False)),
         progress=progress,
     )
+    claims = _claims(loaded, measurement)
     if getattr(args, "json", False):
-        sys.stdout.write(measurement.model_dump_json(indent=2) + "\n")
+        payload = measurement.model_dump(mode="json")
+        payload["claims"] = [c.model_dump(mode="json") for c in claims]
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     else:
-        render(measurement, Console())
+        console = Console()
+        render(measurement, console)
+        for claim in claims:
+            console.print(f"[yellow]warning:[/] {escape(claim.message)}", highlight=False)
     if not measurement.ok:
         return EXIT_FAIL
     return EXIT_UNMEASURED if measurement.unstable else EXIT_OK

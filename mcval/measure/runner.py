@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from mcval.figures import FigureValues
 from mcval.measure.environment import Environment, environment_class, physical_cores
 from mcval.measure.isolation import ChildError, run_isolated
 from mcval.measure.latency import LatencyStats
 from mcval.measure.memory import RamStats, VramStats
 from mcval.measure.size import SizeReport
 from mcval.measure.worker import DeviceResult, WorkerRequest
-from mcval.models.claims import Finding, ModelInspection, check_claims
+from mcval.models.inspection import ModelInspection
 
 if TYPE_CHECKING:
     from mcval.policy import MeasurePolicy, Policy
@@ -95,30 +96,17 @@ class MeasurementDetails(BaseModel):
     devices: list[DeviceRun] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     inspection: ModelInspection | None = Field(
-        default=None, description="what the measured weights are (dtypes, zeros, fingerprints)"
-    )
-    findings: list[Finding] = Field(
-        default_factory=list,
-        description="claims of method.name/recipe the weights contradict (no baseline here)",
+        default=None,
+        description="what the measured weights are (dtypes, zeros, fingerprints); the claims "
+        "of method.name are checked against it where the baseline is known (mcval validate)",
     )
     wall_s: float
 
 
-class Measurement(BaseModel):
+class Measurement(FigureValues):
     """What ``mcval measure --json`` prints and the verdict compares against."""
 
     submission: str | None = None
-    weights_mb: float | None = None
-    latency_cpu_ms: float | None = None
-    latency_gpu_ms: float | None = None
-    ram_mb: float | None = None
-    vram_mb: float | None = None
-    quality: dict[str, float] = Field(default_factory=dict)
-    unstable: dict[str, str] = Field(
-        default_factory=dict,
-        description="figure key (e.g. 'latency_cpu_ms') → why it could not be measured "
-        "stably; such a figure is shown but never passes or fails a submission",
-    )
     environment: Environment | None = None
     ok: bool = Field(description="every requested device measured or not applicable")
     details: MeasurementDetails
@@ -294,16 +282,6 @@ def measure_submission(
     quality = results[quality_device].quality if quality_device else {}
     warnings = list(dict.fromkeys(w for r in results.values() for w in r.warnings))
     inspection = size_src.inspection if size_src else None
-    findings: list[Finding] = []
-    if inspection is not None:
-        findings = check_claims(
-            sub.method.name,
-            sub.method.recipe,
-            inspection,
-            weights_mb=size_src.size.weights_mb if size_src and size_src.size else None,
-            notes=sub.method.notes,
-            gguf=bool(size_src and size_src.gguf),
-        )
     details = MeasurementDetails(
         size=size_src.size if size_src else None,
         latency={d: r.latency for d, r in results.items() if r.latency is not None},
@@ -317,7 +295,6 @@ def measure_submission(
         devices=runs,
         warnings=warnings,
         inspection=inspection,
-        findings=findings,
         wall_s=time.monotonic() - start,
     )
     unstable = {

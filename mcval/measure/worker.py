@@ -31,7 +31,7 @@ from mcval.measure.memory import (
     reset_vram,
 )
 from mcval.measure.size import SizeReport, measure_size
-from mcval.models.claims import ModelInspection
+from mcval.models.inspection import ModelInspection
 
 Progress = Callable[[str], None]
 

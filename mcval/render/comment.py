@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mcval.errors import InputError
-from mcval.figures import FIGURES
+from mcval.figures import FIGURES, format_allowance, format_delta
 from mcval.metrics import METRICS, MetricKind
 from mcval.render.markdown import code_span, escape_cell, escape_inline
 from mcval.results import ResultRecord
@@ -100,8 +100,8 @@ def _metric_row(m: MetricVerdict) -> str:
         escape_cell(m.label),
         format_value(m.field, m.reported),
         format_value(m.field, m.measured),
-        m.delta or "",
-        escape_cell(m.tolerance or ""),
+        format_delta(m.delta),
+        escape_cell(format_allowance(m.tolerance)),
         verdict,
     ]
     return "| " + " | ".join(cells) + " |"

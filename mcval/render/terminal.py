@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mcval.figures import format_allowance, format_delta
 from mcval.render.comment import (
     UNMEASURED_EXPLANATION,
     SubmissionReport,
@@ -76,8 +77,8 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
                 escape(m.label),
                 format_value(m.field, m.reported),
                 format_value(m.field, m.measured),
-                m.delta or "",
-                escape(m.tolerance or ""),
+                format_delta(m.delta),
+                escape(format_allowance(m.tolerance)),
                 verdict,
             )
         if record.verdict == "unmeasured":
