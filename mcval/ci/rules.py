@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 from mcval.policy import Policy
 from mcval.submission.schema import NAME_PATTERN
+from mcval.submission.schema import SHA_PATTERN as SHA_PATTERN  # the contract's, for ci steps
 
-SHA_PATTERN = r"^[0-9a-f]{40}$"
-"""A full commit SHA as the API writes it; a short or upper-case one is refused."""
 PROTECTED_PREFIXES = ("mcval/", ".github/")
 MAINTAINER_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 MAX_COMMENT_CHARS = 65_000  # GitHub refuses bodies over 65,536 characters
