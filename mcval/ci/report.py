@@ -10,131 +10,77 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
-from mcval.ci.actions import write_outputs
+from mcval.ci.actions import log_safe, write_outputs
 from mcval.ci.plan import MatrixEntry, slug_of
 from mcval.ci.rules import SHA_PATTERN, submission_path_pattern
+from mcval.ci.status import CELL_STATES, commit_status
 from mcval.ci.untrusted import MAX_MARKDOWN_BYTES, load_untrusted_json, read_text
 from mcval.cli import EXIT_OK, VERDICT_EXIT_CODES
 from mcval.errors import InputError
 from mcval.policy import Policy, load_policy
+from mcval.render.comment import RunSummary, SubmissionReport, render_comment
+from mcval.results import ResultRecord, record_path
 
 if TYPE_CHECKING:
-    from mcval.verdict import VerdictStatus
+    from mcval.github import StatusState
 
 
-@dataclass
-class CellOutcome:
-    """One matrix cell after re-validation in the report job.
-
-    ``record`` is the cell's ``ResultRecord``, parsed strictly from the artifact; the
-    comment is rendered from it here, so no Markdown written on the GPU runner reaches the
-    PR. A cell without a usable record gets a fixed section naming the problem.
-    """
-
-    entry: MatrixEntry
-    state: Literal["success", "failure", "error"]
-    record: Any = None
-    section: str = ""
-    problem: str | None = None
-
-
-def _log_tail(folder: Path, lines: int = 20) -> str:
-    """The end of the job's log as a fenced block (no fence of its own can close it)."""
+def _job_log(folder: Path) -> str:
+    """The job's log, if it left a readable one (shown under a section without a record)."""
     try:
-        text = read_text(folder / "log.txt", MAX_MARKDOWN_BYTES, "log.txt")
+        return read_text(folder / "log.txt", MAX_MARKDOWN_BYTES, "log.txt")
     except InputError:
         return ""
-    tail = "\n".join(text.replace("~~~", "~ ~ ~").splitlines()[-lines:])
-    return f"\n\n~~~~text\n{tail}\n~~~~" if tail.strip() else ""
 
 
-_CELL_STATES: dict[VerdictStatus, Literal["success", "failure", "error"]] = {
-    "pass": "success",
-    "fail": "failure",
-    "error": "failure",  # the submission's own child crashed, hung or ran out of memory
-    # The runner could not measure stably: its fault, so the commit status says "could not
-    # be measured" (error), not a failure of the submission; its section still renders.
-    "unmeasured": "error",
-}
-
-
-def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> CellOutcome:
+def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> SubmissionReport:
     """One cell's artifact, re-validated: its record, or the reason there is none."""
-    from mcval.render.markdown import code_span
-    from mcval.results import ResultRecord, record_path
-
     folder = artifacts / slug_of(entry.id)
-    title = f"### {entry.id}\n\n{code_span(entry.path)}"
 
-    def broken(problem: str) -> CellOutcome:
-        section = (
-            f"{title}: ⚠️ **could not be measured**: {problem}. Maintainers: see the "
-            "workflow run's logs."
-        )
-        return CellOutcome(entry, "error", section=section + _log_tail(folder), problem=problem)
+    def unusable(problem: str) -> SubmissionReport:
+        return SubmissionReport(entry.id, entry.path, problem=problem, log=_job_log(folder))
 
     if folder.is_symlink() or not folder.is_dir():
-        return broken("the job's results artifact is missing (the job failed or was cancelled)")
+        return unusable("the job's results artifact is missing (the job failed or was cancelled)")
     try:
         code_text = read_text(folder / "exit_code", 16, "exit_code").strip()
     except InputError as exc:
-        return broken(exc.message)
+        return unusable(exc.message)
     if not re.fullmatch(r"\d{1,3}", code_text):
-        return broken(f"exit_code is not a number: {code_text[:16]!r}")
+        return unusable(f"exit_code is not a number: {code_text[:16]!r}")
     code = int(code_text)
     record_file = record_path(folder / "results", entry.id)
     if record_file.is_symlink() or not record_file.is_file():
-        if code == 2:
-            section = (
-                f"{title}: ⛔ **invalid**: `mcval validate` rejected the file; run it locally "
-                "to see every problem with its line."
-            )
-            return CellOutcome(entry, "failure", section=section + _log_tail(folder))
-        return broken(f"no result file (mcval validate exited with {code})")
+        if code == 2:  # `mcval validate` rejected the file: the student's to fix
+            return SubmissionReport(entry.id, entry.path, log=_job_log(folder))
+        return unusable(f"no result file (mcval validate exited with {code})")
     try:
         record = ResultRecord.model_validate(load_untrusted_json(record_file.read_bytes()))
     except (ValueError, ValidationError) as exc:
-        return broken(f"the result file is not valid: {str(exc).splitlines()[0]}")
+        return unusable(f"the result file is not valid: {str(exc).splitlines()[0]}")
     if record.id != entry.id:
-        return broken(f"the result file is for {record.id!r}, not for this submission")
+        return unusable(f"the result file is for {record.id!r}, not for this submission")
     if code != VERDICT_EXIT_CODES[record.verdict]:
-        return broken(f"exit code {code} and verdict {record.verdict!r} disagree")
-    return CellOutcome(entry, _CELL_STATES[record.verdict], record=record)
+        return unusable(f"exit code {code} and verdict {record.verdict!r} disagree")
+    return SubmissionReport(entry.id, entry.path, record=record)
 
 
-def combine(outcomes: list[CellOutcome], head_sha: str | None) -> tuple[str, str, str]:
+def combine(reports: list[SubmissionReport], head_sha: str | None) -> tuple[str, StatusState, str]:
     """The comment for the whole PR, the overall state and a ≤140-char description.
 
-    Sections are rendered by ``mcval.render.comment`` from the re-validated records, the
-    same renderer ``mcval validate --markdown`` uses locally.
+    One ``RunSummary`` feeds the comment's summary line and the commit status, so both
+    count every cell. Sections are rendered by ``mcval.render.comment`` from the
+    re-validated records, the same renderer ``mcval validate --markdown`` uses locally.
     """
-    from mcval.render.comment import MARKER, SubmissionReport, render_comment
-
-    if not outcomes:
-        body = render_comment([])
-        return body, "success", "no submission changed"
-    reports = [
-        SubmissionReport(id=o.entry.id, path=o.entry.path, record=o.record)
-        for o in outcomes
-        if o.record is not None
-    ]
-    body = render_comment(reports) if reports else f"{MARKER}\n## mcval: results check\n"
-    extra = [o.section for o in outcomes if o.record is None]
-    states = [o.state for o in outcomes]
-    overall = "error" if "error" in states else "failure" if "failure" in states else "success"
-    parts = [f"{states.count('success')} passed"]
-    parts += [f"{states.count('failure')} failed"] if "failure" in states else []
-    parts += [f"{states.count('error')} could not be measured"] if "error" in states else []
-    description = f"{len(outcomes)} submission(s): {', '.join(parts)}"
-    footer = f"<sub>mcval run for commit {head_sha[:7]}.</sub>" if head_sha else ""
-    sections = [body.rstrip("\n"), *extra, footer]
-    return "\n\n".join(s for s in sections if s) + "\n", overall, description
+    summary = RunSummary.of(reports)
+    markdown = render_comment(reports, summary=summary, commit=head_sha if reports else None)
+    state, description = commit_status(summary)
+    return markdown, state, description
 
 
 def matrix_entries(text: str, policy: Policy) -> list[MatrixEntry]:
@@ -165,13 +111,13 @@ def run_report(
     """
     policy = load_policy(repo)
     entries = matrix_entries(matrix, policy)
-    outcomes = [evaluate_cell(artifacts, entry) for entry in entries]
+    reports = [evaluate_cell(artifacts, entry) for entry in entries]
     sha = head_sha if head_sha and re.fullmatch(SHA_PATTERN, head_sha) else None
-    markdown, state, description = combine(outcomes, sha)
+    markdown, state, description = combine(reports, sha)
     output.write_text(markdown, encoding="utf-8")
     write_outputs({"state": state, "description": description})
-    for outcome in outcomes:
-        problem = f": {outcome.problem}" if outcome.problem else ""
-        print(f"{outcome.state:8} {outcome.entry.id}{problem}")
+    for report in reports:
+        problem = f": {log_safe(report.problem)}" if report.problem else ""
+        print(f"{CELL_STATES[report.status]:8} {report.id}{problem}")
     print(f"overall: {state} — {description}")
     return EXIT_OK
