@@ -396,6 +396,8 @@ def test_ci_module_does_not_import_pygithub_or_torch() -> None:
     code = (
         "import sys, argparse; import mcval.ci.cli as ci; "
         "p = argparse.ArgumentParser(); ci.register(p.add_subparsers()); "
+        "import mcval.ci.plan, mcval.ci.fetch, mcval.ci.report, mcval.ci.comment; "
+        "import mcval.ci.status, mcval.ci.publish; "
         "print('github' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
