@@ -10,10 +10,11 @@ from fixtures.records import make_record
 
 from mcval.figures import FIGURE_KEYS, FIGURES, Allowance, Delta, format_allowance, format_delta
 from mcval.policy import Policy, TableColumn
+from mcval.render.comment import metric_cells
 from mcval.render.table import HEADERS
 from mcval.results import RECORD_VERSION, load_record, save_record
 from mcval.submission.schema import SHA_PATTERN, Reported, is_commit_sha
-from mcval.verdict import MeasuredFigures
+from mcval.verdict import MeasuredFigures, MetricVerdict
 
 
 def test_every_place_that_holds_figures_holds_exactly_the_registry() -> None:
@@ -84,3 +85,29 @@ def test_a_version_1_record_is_still_read(tmp_path: Path) -> None:
     (row,) = old.report.metrics
     assert (row.status, row.delta, row.tolerance) == ("pass", None, None)
     assert old.measured == record.measured
+
+
+def test_a_verdict_row_is_written_in_the_language_asked() -> None:
+    row = MetricVerdict(
+        field="weights_mb",
+        label="Weight size (MB)",
+        reported=16.9,
+        measured=16.73,
+        delta=Delta(kind="relative", value=0.0102),
+        tolerance=Allowance(relative=0.01, absolute=0.01, unit="MB"),
+        status="fail",
+    )
+    assert metric_cells(row) == ["Weight size (MB)", "16.90", "16.73", "+1.0 %", "±1 % or ±0.01 MB"]
+    assert metric_cells(row, "ru")[0::4] == ["Размер весов (MB)", "±1 % или ±0.01 MB"]
+    accuracy = row.model_copy(
+        update={
+            "field": "quality.accuracy",
+            "label": "Accuracy",
+            "reported": 0.81,
+            "measured": 0.8125,
+            "delta": Delta(kind="absolute", value=-0.25, unit="pp"),
+            "tolerance": Allowance(absolute=1.0, unit="pp"),
+        }
+    )
+    cells = ["Accuracy", "81.00 %", "81.25 %", "-0.25 п.п.", "±1 п.п."]
+    assert metric_cells(accuracy, "ru") == cells

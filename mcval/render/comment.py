@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from mcval.errors import InputError
-from mcval.figures import FIGURES, format_allowance, format_delta
+from mcval.figures import FIGURES, Language, format_allowance, format_delta
 from mcval.metrics import METRICS, MetricKind
 from mcval.render.markdown import code_span, escape_cell, escape_inline
 from mcval.results import ResultRecord
@@ -137,18 +137,25 @@ def format_value(field: str, value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def metric_cells(m: MetricVerdict, language: Language = "en") -> list[str]:
+    """A verdict row's label, reported, measured, Δ and tolerance as plain text in
+    ``language``, for the comment and the terminal to escape each their own way."""
+    figure = FIGURES.get(m.field)
+    return [
+        figure.text[language].row if figure else m.label,
+        format_value(m.field, m.reported),
+        format_value(m.field, m.measured),
+        format_delta(m.delta, language),
+        format_allowance(m.tolerance, language),
+    ]
+
+
 def _metric_row(m: MetricVerdict) -> str:
     verdict = STATUS_CELLS[m.status]
     if m.note and m.status in {"fail", "not_applicable", "info", "unstable"}:
         verdict += f" — {escape_cell(m.note)}"
-    cells = [
-        escape_cell(m.label),
-        format_value(m.field, m.reported),
-        format_value(m.field, m.measured),
-        format_delta(m.delta),
-        escape_cell(format_allowance(m.tolerance)),
-        verdict,
-    ]
+    label, reported, measured, delta, tolerance = metric_cells(m)
+    cells = [escape_cell(label), reported, measured, delta, escape_cell(tolerance), verdict]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -12,12 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mcval.figures import format_allowance, format_delta
 from mcval.render.comment import (
     UNMEASURED_EXPLANATION,
     SubmissionReport,
-    format_value,
     load_peak_line,
+    metric_cells,
 )
 from mcval.verdict import UNSTABLE_OUTCOME
 
@@ -73,14 +72,8 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
             verdict = f"[{_STYLES[m.status]}]{_WORDS[m.status]}[/]"
             if m.note and m.status in {"fail", "not_applicable", "unstable"}:
                 verdict += f" [dim]{escape(m.note)}[/]"
-            table.add_row(
-                escape(m.label),
-                format_value(m.field, m.reported),
-                format_value(m.field, m.measured),
-                format_delta(m.delta),
-                escape(format_allowance(m.tolerance)),
-                verdict,
-            )
+            label, reported, measured, delta, tolerance = metric_cells(m)
+            table.add_row(escape(label), reported, measured, delta, escape(tolerance), verdict)
         if record.verdict == "unmeasured":
             console.print(
                 f"  [bold yellow]{UNSTABLE_OUTCOME.capitalize()}.[/] {UNMEASURED_EXPLANATION}"
