@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Language = Literal["ru", "en"]
 """The languages of the README table and plot (``policy.table.language``)."""
+LANGUAGES: tuple[Language, ...] = ("ru", "en")
 
 FigureKey = Literal["weights_mb", "latency_cpu_ms", "latency_gpu_ms", "ram_mb", "vram_mb"]
 """The names of the figures under ``reported:``, in the verdict and in the results store."""
@@ -91,28 +92,38 @@ _CHANGE_WORDS: dict[ToleranceKey, dict[Language, tuple[str, str]]] = {
 }
 """The table's words for a ratio that favours the row, and one that does not."""
 
-_NAMES: dict[str, dict[Language, tuple[str, str, str, str]]] = {
-    # key → language → (row, column, axis, short)
-    "weights_mb": {
-        "ru": ("Размер весов (MB)", "Размер весов", "Размер весов, MB", "веса"),
-        "en": ("Weight size (MB)", "Weights (MB)", "Weight size, MB", "weights"),
-    },
-    "latency_cpu_ms": {
-        "ru": ("Время CPU (мс)", "Время инференса (CPU, ms)", "Время инференса CPU, мс", "CPU"),
-        "en": ("CPU latency (ms)", "Inference time (CPU, ms)", "CPU inference time, ms", "CPU"),
-    },
-    "latency_gpu_ms": {
-        "ru": ("Время GPU (мс)", "Время инференса (GPU, ms)", "Время инференса GPU, мс", "GPU"),
-        "en": ("GPU latency (ms)", "Inference time (GPU, ms)", "GPU inference time, ms", "GPU"),
-    },
-    "ram_mb": {
-        "ru": ("Пик RAM (MB)", "Использование RAM (MB)", "Пик RAM, MB", "RAM"),
-        "en": ("Peak RAM (MB)", "RAM usage (MB)", "Peak RAM, MB", "RAM"),
-    },
-    "vram_mb": {
-        "ru": ("Пик VRAM (MB)", "Использование VRAM (MB)", "Пик VRAM, MB", "VRAM"),
-        "en": ("Peak VRAM (MB)", "VRAM usage (MB)", "Peak VRAM, MB", "VRAM"),
-    },
+_NAMES: dict[tuple[str, Language], tuple[str, str, str, str]] = {
+    # (figure, language): (verdict row, README column, plot axis, inside a sentence)
+    ("weights_mb", "ru"): ("Размер весов (MB)", "Размер весов", "Размер весов, MB", "веса"),
+    ("weights_mb", "en"): ("Weight size (MB)", "Weights (MB)", "Weight size, MB", "weights"),
+    ("latency_cpu_ms", "ru"): (
+        "Время CPU (мс)",
+        "Время инференса (CPU, ms)",
+        "Время инференса CPU, мс",
+        "CPU",
+    ),
+    ("latency_cpu_ms", "en"): (
+        "CPU latency (ms)",
+        "Inference time (CPU, ms)",
+        "CPU inference time, ms",
+        "CPU",
+    ),
+    ("latency_gpu_ms", "ru"): (
+        "Время GPU (мс)",
+        "Время инференса (GPU, ms)",
+        "Время инференса GPU, мс",
+        "GPU",
+    ),
+    ("latency_gpu_ms", "en"): (
+        "GPU latency (ms)",
+        "Inference time (GPU, ms)",
+        "GPU inference time, ms",
+        "GPU",
+    ),
+    ("ram_mb", "ru"): ("Пик RAM (MB)", "Использование RAM (MB)", "Пик RAM, MB", "RAM"),
+    ("ram_mb", "en"): ("Peak RAM (MB)", "RAM usage (MB)", "Peak RAM, MB", "RAM"),
+    ("vram_mb", "ru"): ("Пик VRAM (MB)", "Использование VRAM (MB)", "Пик VRAM, MB", "VRAM"),
+    ("vram_mb", "en"): ("Peak VRAM (MB)", "VRAM usage (MB)", "Peak VRAM, MB", "VRAM"),
 }
 
 
@@ -120,7 +131,8 @@ def _figure(
     key: FigureKey, dimension: Dimension, device: Device | None, tolerance: ToleranceKey
 ) -> Figure:
     text: dict[Language, FigureText] = {}
-    for language, (row, column, axis, short) in _NAMES[key].items():
+    for language in LANGUAGES:
+        row, column, axis, short = _NAMES[key, language]
         better, worse = _CHANGE_WORDS[tolerance][language]
         text[language] = FigureText(
             row=row, column=column, axis=axis, short=short, better=better, worse=worse
