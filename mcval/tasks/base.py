@@ -1,8 +1,9 @@
 """The task protocol the measurement runner drives, and the registry of task handlers.
 
 This module is torch-free: the handlers themselves (which import torch and transformers)
-are imported only when ``get_task`` is called, so ``mcval check`` can import the task
-names, role defaults and benchmark defaults without pulling in the measuring stack.
+are imported only when ``get_task`` is called, so the task names and role defaults can be
+imported without pulling in the measuring stack. The benchmark input shapes and defaults
+are the contract's (``mcval.submission.schema``), shared with ``mcval check``.
 
 Protocol (all six tasks implement it; the runner relies on nothing else):
 
