@@ -363,8 +363,8 @@ def student_reports(out: Path, cache: Path, console: Console) -> dict[str, Stude
             },
             parameters=m.details.size.parameters,
         )
-        if not m.unstable:  # a disturbed measurement is not worth keeping
-            cached.write_text(figures.model_dump_json(indent=2), encoding="utf-8")
+        # Kept even when a figure was left out as unstable: that is what the student wrote.
+        cached.write_text(figures.model_dump_json(indent=2), encoding="utf-8")
         reported[name] = figures
         console.print(f"student: {name}: measured in {m.details.wall_s:.0f} s")
     return reported

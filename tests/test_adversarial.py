@@ -31,6 +31,7 @@ import pytest
 from fake_github import FakeGithub
 from test_models_safety import write_malicious_bin
 from test_validate import ENV, measurement
+from tiny_models import LOAD_TOLERANT_TOML
 
 from mcval.ci.rules import ChangedFile, check_team_ownership, comment_body
 from mcval.cli import main as mcval_main
@@ -58,7 +59,7 @@ reported:
   quality: {{accuracy: 0.5}}
   hardware: {{cpu: AMD EPYC 7B13}}
 """
-FAST_POLICY = """\
+FAST_POLICY = f"""\
 [measure]
 warmup_calls = 1
 min_calls = 2
@@ -66,7 +67,7 @@ min_seconds = 0.05
 max_seconds = 5
 threads = 1
 time_limit_s = 240
-"""
+{LOAD_TOLERANT_TOML}"""
 
 
 def edit(old: str, new: str) -> str:

@@ -24,6 +24,7 @@ import pytest
 from ci_helpers import ci_main
 from fake_github import FakeGithub
 from test_validate import ENV, measurement, write_row
+from tiny_models import LOAD_TOLERANT_TOML
 
 from mcval.cli import main as mcval_main
 from mcval.policy import Policy
@@ -133,7 +134,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "README.md").write_text("# Course\n\nIntro text stays byte for byte.\n")
     (root / "mcval.toml").write_text(
         "[measure]\nwarmup_calls = 1\nmin_calls = 2\nmin_seconds = 0.05\nmax_seconds = 5\n"
-        "threads = 1\ntime_limit_s = 240\n"
+        "threads = 1\ntime_limit_s = 240\n" + LOAD_TOLERANT_TOML
     )
     monkeypatch.chdir(root)
     monkeypatch.setenv("COLUMNS", "400")

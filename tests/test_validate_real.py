@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import TASK_CORPUS, build_tiny_bert_classifier
+from tiny_models import LOAD_TOLERANT_TOML, TASK_CORPUS, build_tiny_bert_classifier
 
 from mcval.cli import main
 
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _repo(root: Path) -> Path:
     (root / ".git").mkdir()
+    (root / "mcval.toml").write_text(f"[measure]\n{LOAD_TOLERANT_TOML}", encoding="utf-8")
     build_tiny_bert_classifier(root / "models" / "tiny-bert")
     rows = [
         {"text": t, "label": ["negative", "neutral", "positive"][i % 3]}

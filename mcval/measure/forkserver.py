@@ -354,7 +354,8 @@ class ForkServer:
         self.close()
 
 
-_shared: dict[str, ForkServer] = {}
+_shared: dict[bool, tuple[str, ForkServer]] = {}
+"""The process's servers: one preloaded, one bare, each with the key it was started for."""
 _shared_lock = threading.Lock()
 
 
@@ -362,23 +363,25 @@ def shared_server(preload: Sequence[str], env: Mapping[str, str]) -> ForkServer:
     """The process's server for this preload list and environment, started on first use.
 
     Keyed by the environment too: libraries read settings such as ``HF_HOME`` when they
-    are imported, so a server started under another environment would serve stale ones.
+    are imported, so a server started under another environment would serve stale ones
+    and is replaced. The preloaded and the bare server live side by side.
     """
     key = hashlib.sha256(json.dumps([list(preload), sorted(env.items())]).encode()).hexdigest()
+    slot = bool(preload)
     with _shared_lock:
-        server = _shared.get(key)
-        if server is None or not server.alive():
-            for old in _shared.values():
-                old.close()
-            _shared.clear()
-            server = ForkServer(preload, env)
-            server.start()
-            _shared[key] = server
+        current = _shared.get(slot)
+        if current is not None and current[0] == key and current[1].alive():
+            return current[1]
+        if current is not None:
+            current[1].close()
+        server = ForkServer(preload, env)
+        server.start()
+        _shared[slot] = (key, server)
         return server
 
 
 @atexit.register
 def _close_shared() -> None:
-    for server in _shared.values():
+    for _key, server in _shared.values():
         server.close()
     _shared.clear()
