@@ -316,7 +316,7 @@ def student_reports(out: Path, cache: Path, console: Console) -> dict[str, Stude
     Cached by the fingerprint of what was measured, so a second demo run measures nothing.
     """
     from mcval.measure.environment import collect_environment
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
     from mcval.policy import load_policy
     from mcval.results import fingerprint, fingerprint_inputs
     from mcval.submission import load_submission

@@ -39,7 +39,7 @@ from mcval.verdict import Finding, MeasuredFigures, judge
 
 if TYPE_CHECKING:
     from mcval.measure.environment import Environment
-    from mcval.measure.runner import Measurement
+    from mcval.measure.measurement import Measurement
 
 MeasureFunction = Callable[..., "Measurement"]
 
@@ -152,7 +152,7 @@ class Validator:
             return self._measure(
                 loaded, self.repo_root, self.policy, self.devices, self.skip_quality
             )
-        from mcval.measure.runner import measure_submission
+        from mcval.measure.measurement import measure_submission
 
         def progress(device: str, stage: str) -> None:
             # Plain lines, not a spinner: a redraw thread would compete with the timed calls.

@@ -986,8 +986,8 @@ def test_unreadable_audio_row_fails_the_verdict(
     (error,) = record.report.errors
     assert error.startswith(expected_error)
     # `mcval measure` prints the same message through rich: literally, without a crash.
-    from mcval.measure import runner
-    from mcval.measure.runner import Measurement
+    from mcval.measure import measurement as runner
+    from mcval.measure.measurement import Measurement
 
     stored = Measurement.model_validate(record.measurement)
     with pytest.MonkeyPatch.context() as mp:
@@ -1018,7 +1018,7 @@ def test_free_text_is_escaped_in_comment_and_readme(
     """method.name, method.notes, model.id and hardware.cpu/gpu hold HTML, Markdown,
     mentions, a fake marker and a line break; the comment and the README show them as
     text (exact escapes), with one marker, no live mention and no extra table row."""
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
     from mcval.render.readme import current_block
 
     text = (

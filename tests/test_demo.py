@@ -107,7 +107,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
         return  # a disturbed result is never reused: the second run would measure again
 
     # Second run, new demo folder, same cache: nothing is measured again.
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
 
     def no_measuring(*args: object, **kwargs: object) -> None:
         raise AssertionError("the second demo run measured again")

@@ -187,7 +187,7 @@ def test_each_failing_child_is_its_submissions_error_and_the_others_complete(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
 
     names = {
         "ok": "fault/ok",
@@ -295,7 +295,7 @@ def two_rows(
     repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Path:
     """Two passing, stored and tabled submissions (the child replaced by a fixed figure)."""
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
 
     monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: measurement())
     monkeypatch.setattr("mcval.validate.Validator.environment_class", ENV.environment_class)

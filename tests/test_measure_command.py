@@ -11,7 +11,7 @@ import pytest
 from tiny_models import LOAD_TOLERANT_TOML, build_tiny_bert_classifier
 
 from mcval.measure import command
-from mcval.measure.runner import Measurement
+from mcval.measure.measurement import Measurement
 
 SUBMISSION = """\
 schema: 1
@@ -162,8 +162,8 @@ def starved_measurement() -> Measurement:
     """What a student's busy laptop gives for a bf16 row: CPU latency marked unstable, RAM
     during inference below the fp32 copy the cast made while loading."""
     from mcval.measure.latency import LatencyStats
+    from mcval.measure.measurement import MeasurementDetails
     from mcval.measure.memory import RamStats
-    from mcval.measure.runner import MeasurementDetails
 
     latency = LatencyStats(
         median_ms=1103.95,
@@ -238,7 +238,7 @@ def test_unstable_figure_is_printed_with_its_warning() -> None:
 def test_unstable_measurement_exits_3_with_the_map_in_json(
     repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
 
     monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: starved_measurement())
     code = command.run(args(repo / "submissions/testers/fp32.yaml", json=True, device="cpu"))

@@ -135,7 +135,7 @@ def policy(**measure: Any) -> Policy:
 
 @pytest.fixture(scope="module")
 def bert_measurement(repo: Path) -> Any:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     loaded = write_submission(repo, "fp32", "models/tiny-bert")
     stages: list[tuple[str, str]] = []
@@ -200,7 +200,7 @@ def test_json_has_the_documented_top_level_keys(bert_measurement: Any) -> None:
 
 @pytest.mark.slow
 def test_dynamic_int8_recipe_is_measured_at_packed_size(repo: Path, bert_measurement: Any) -> None:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     fp32, _ = bert_measurement
     loaded = write_submission(
@@ -219,7 +219,7 @@ def test_dynamic_int8_recipe_is_measured_at_packed_size(repo: Path, bert_measure
 
 @pytest.mark.slow
 def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     loaded = write_submission(repo, "long", "models/tiny-bert")
     loaded.submission.benchmark.input.tokens = 100  # the tiny BERT takes 64 positions
@@ -238,7 +238,7 @@ def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
 def measure_with_backend(
     repo: Path, model_id: str, devices: list[str], dataset: str = "json", **pol: Any
 ) -> Any:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     name = model_id.replace("/", "-")
     loaded = write_submission(repo, name, model_id)
@@ -326,7 +326,7 @@ def test_model_input_error_points_at_the_yaml_line(repo: Path) -> None:
 
 def test_thread_choice_policy_then_submission_then_physical_cores() -> None:
     from mcval.measure.environment import physical_cores
-    from mcval.measure.runner import choose_threads
+    from mcval.measure.measurement import choose_threads
 
     assert choose_threads(Policy(measure=MeasurePolicy(threads=3)), 8) == 3
     assert choose_threads(Policy(), 5) == 5

@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from mcval.measure.environment import Environment
+from mcval.measure.measurement import Measurement, MeasurementDetails
 from mcval.measure.memory import RamStats
-from mcval.measure.runner import Measurement, MeasurementDetails
 from mcval.policy import Policy
 from mcval.render.comment import MARKER, render_comment
 from mcval.render.terminal import render_terminal
@@ -173,7 +173,7 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path: Path) -> None:
 
 
 def test_child_error_gives_error_verdict(tmp_path: Path) -> None:
-    from mcval.measure.runner import MeasureError
+    from mcval.measure.measurement import MeasureError
 
     write_row(tmp_path, "hangs")
     broken = measurement().model_copy(

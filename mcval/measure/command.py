@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mcval.findings import Finding
-    from mcval.measure.runner import Measurement
+    from mcval.measure.measurement import Measurement
     from mcval.submission.load import LoadedSubmission
 
 DEVICE_CHOICES = ("cpu", "cuda", "all")
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_INPUT
 
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     started = time.monotonic()
 

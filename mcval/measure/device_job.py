@@ -1,5 +1,5 @@
 """What a measuring child does for one device: load, apply the recipe, time, read memory,
-count the weights, evaluate quality (see runner.py for the order of devices).
+count the weights, evaluate quality (see measurement.py for the order of devices).
 
 Runs inside ``python -m mcval.measure.child`` (fresh process, CUDA hidden for CPU). The order
 is deliberate: the RSS baseline is taken after every import, the memory peak is read right
@@ -156,7 +156,7 @@ def set_threads(threads: int) -> int:
 
 
 def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
-    """Child entry point (``mcval.measure.worker:measure_device``)."""
+    """Child entry point (``mcval.measure.device_job:measure_device``)."""
     import torch
 
     from mcval.policy import Policy
