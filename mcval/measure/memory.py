@@ -74,6 +74,25 @@ def reset_peak_rss() -> bool:
     return "VmHWM" in status and status["VmHWM"] - status["VmRSS"] <= 64 * 1024
 
 
+def library_rss() -> int:
+    """Resident bytes of this process's shared-library mappings (``.so`` code and
+    read-only data), from ``/proc/self/smaps``; 0 where unreadable."""
+    total_kb = 0
+    in_library = False
+    try:
+        with open("/proc/self/smaps") as smaps:
+            for line in smaps:
+                head = line.split(" ", 1)[0]
+                if "-" in head and ":" not in head:  # a mapping's header line
+                    fields = line.split()
+                    in_library = len(fields) >= 6 and ".so" in fields[5]
+                elif in_library and line.startswith("Rss:"):
+                    total_kb += int(line.split()[1])
+    except OSError:
+        return 0
+    return total_kb * 1024
+
+
 def release_free_memory() -> None:
     """Hand memory freed by the load (e.g. the fp32 copy a cast replaced) back to the
     system, so the inference window's RSS counts what the prepared model holds: glibc
@@ -97,7 +116,8 @@ class RamStats(BaseModel):
     """Host memory of the measuring process; ``ram_mb`` is the table's RAM figure."""
 
     ram_mb: float = Field(
-        description="peak RSS while the prepared model runs inference minus RSS before load"
+        description="peak RSS while the prepared model runs inference minus RSS before load "
+        "(shared-library code paged in meanwhile left out: library_code_mb)"
     )
     load_peak_mb: float | None = Field(
         default=None,
@@ -107,10 +127,11 @@ class RamStats(BaseModel):
     peak_rss_mb: float = Field(description="absolute peak RSS of the process during inference")
     baseline_rss_mb: float = Field(description="RSS just before the model load")
     final_rss_mb: float = Field(description="RSS when the peak was read")
-    file_rss_growth_mb: float | None = Field(
+    library_code_mb: float | None = Field(
         default=None,
-        description="growth of file-backed RSS (library code paged in, mapped files) from the "
-        "baseline to when the peak was read: part of ram_mb that is not the model's data",
+        description="shared-library pages (torch's code and read-only data) paged in since "
+        "the baseline; left out of ram_mb and load_peak_mb: they are the imports', the same "
+        "for every row, and a forked child pages in again what its server had resident",
     )
     method: Literal["vmhwm", "polling"]
     poll_interval_s: float | None = None
@@ -131,8 +152,9 @@ class PeakRSS:
         self.force_polling = force_polling
         self.method: Literal["vmhwm", "polling"] = "vmhwm"
         self.baseline = 0
-        self.baseline_file: int | None = None
+        self.baseline_library = 0
         self.load_peak: int | None = None
+        self.load_library = 0
         self._peak = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -143,7 +165,7 @@ class PeakRSS:
 
         gc.collect()
         self.baseline = current_rss()
-        self.baseline_file = read_status().get("RssFile")
+        self.baseline_library = library_rss()
         self._peak = self.baseline
         if not self.force_polling and reset_peak_rss():
             self.method = "vmhwm"
@@ -187,6 +209,7 @@ class PeakRSS:
         load window's peak RSS in bytes."""
         load_peak = self.peak()
         self.load_peak = load_peak
+        self.load_library = library_rss() - self.baseline_library
         release_free_memory()
         if self.method == "vmhwm" and reset_peak_rss():
             return load_peak
@@ -204,16 +227,12 @@ class PeakRSS:
         """Read the peak now (call right after the last inference)."""
         peak = self.peak()
         final = current_rss()
-        file_now = read_status().get("RssFile")
-        file_growth = (
-            (file_now - self.baseline_file) / MIB
-            if file_now is not None and self.baseline_file is not None
-            else None
-        )
+        library = library_rss() - self.baseline_library
+        load_peak = self.load_peak - self.baseline - self.load_library if self.load_peak else None
         return RamStats(
-            file_rss_growth_mb=file_growth,
-            ram_mb=(peak - self.baseline) / MIB,
-            load_peak_mb=(self.load_peak - self.baseline) / MIB if self.load_peak else None,
+            ram_mb=(peak - self.baseline - library) / MIB,
+            load_peak_mb=load_peak / MIB if load_peak is not None else None,
+            library_code_mb=library / MIB,
             peak_rss_mb=peak / MIB,
             baseline_rss_mb=self.baseline / MIB,
             final_rss_mb=final / MIB,
