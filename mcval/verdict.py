@@ -334,7 +334,7 @@ _VRAM = ("reported", "vram_mb")
 def sanity_findings(
     loaded: LoadedSubmission, measured: MeasuredFigures, baseline: MeasuredFigures | None
 ) -> list[Finding]:
-    """Reports that cannot be right on any hardware (PRODUCT.md's evidence list).
+    """Reports that cannot be right on any hardware (the 2025 table's evidence).
 
     Each sanity rule lives here alone and fails the submission. A quality value outside
     its metric's range never gets this far: ``load_submission`` rejects it with the fix

@@ -38,7 +38,8 @@ PRELOAD = (
     "torch",
     "transformers",
     # transformers imports these lazily during the first from_pretrained: ~130 MB of RSS
-    # that would otherwise count as the model's (PRODUCT.md: the imports are not the model's).
+    # that would otherwise count as the model's (docs/measurement.md: the imports are not
+    # the model's).
     "transformers.modeling_utils",
     "transformers.modeling_layers",
     "transformers.masking_utils",

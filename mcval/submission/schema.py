@@ -1,7 +1,8 @@
 """The submission file as pydantic models: the contract between students and the runner.
 
-Top-level and section names are fixed by PRODUCT.md. Every model forbids unknown keys
-(a typo must not pass silently) and is strict about types (``"8"`` is not a batch size).
+Top-level and section names are fixed by the course contract (submissions/README.md).
+Every model forbids unknown keys (a typo must not pass silently) and is strict about
+types (``"8"`` is not a batch size).
 Defaults that depend on the task are filled in by ``mcval.submission.rules``; they are
 documented in ``submissions/README.md``.
 """
