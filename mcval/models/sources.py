@@ -293,33 +293,28 @@ def _resolve_local(
         )
     check_directory_links(path, repo_root, ID_FIELD)
     check_no_custom_code(path, ID_FIELD)
-    config = read_config(path, ID_FIELD)
+    common: dict[str, Any] = {
+        "kind": "local",
+        "model_id": model_id,
+        "directory": path,
+        "revision": revision,
+        "config": read_config(path, ID_FIELD),
+        "warnings": warnings,
+    }
     if gguf_file is not None:
         inside = path.relative_to(repo_root.resolve()) / PurePosixPath(gguf_file)
         gguf_path = confine_path(inside.as_posix(), repo_root, GGUF_FIELD)
         if not gguf_path.is_file():
             raise ModelNotFoundError(f"gguf_file {gguf_file!r} is not a file", GGUF_FIELD)
-        info = vet_gguf(gguf_path)
-        return ResolvedSource(
-            kind="local",
-            model_id=model_id,
-            directory=path,
-            weight_files=[gguf_path],
-            gguf_file=gguf_file,
-            gguf=info,
-            revision=revision,
-            config=config,
-            warnings=warnings,
-        )
+        return _gguf_source(gguf_path, gguf_file, **common)
     weights = local_safetensors_weights(path, class_name, ID_FIELD)
+    return ResolvedSource(weight_files=weights, **common)
+
+
+def _gguf_source(gguf_path: Path, gguf_file: str, **fields: Any) -> ResolvedSource:
+    """A source whose weights are the one GGUF file, vetted here so no path skips it."""
     return ResolvedSource(
-        kind="local",
-        model_id=model_id,
-        directory=path,
-        weight_files=weights,
-        revision=revision,
-        config=config,
-        warnings=warnings,
+        weight_files=[gguf_path], gguf_file=gguf_file, gguf=vet_gguf(gguf_path), **fields
     )
 
 
@@ -355,6 +350,13 @@ def _resolve_hub(
         warnings.append(f"the hub was unreachable, so the cached snapshot was used ({exc})")
         return _from_cached_snapshot(repo_id, revision, gguf_file, cached, class_name, warnings)
     files = listing.files
+    common: dict[str, Any] = {
+        "kind": "hub",
+        "model_id": repo_id,
+        "revision": revision,
+        "commit": listing.commit,
+        "warnings": warnings,
+    }
     if gguf_file is not None:
         if gguf_file not in files:
             available = sorted(f for f in files if f.lower().endswith(".gguf"))
@@ -365,19 +367,7 @@ def _resolve_hub(
             )
         _check_size(repo_id, files[gguf_file] or 0, max_bytes, "GGUF weights")
         snapshot = hub.download(repo_id, listing.commit, [gguf_file])
-        gguf_path = snapshot / gguf_file
-        info = vet_gguf(gguf_path)
-        return ResolvedSource(
-            kind="hub",
-            model_id=repo_id,
-            directory=snapshot,
-            weight_files=[gguf_path],
-            gguf_file=gguf_file,
-            gguf=info,
-            revision=revision,
-            commit=listing.commit,
-            warnings=warnings,
-        )
+        return _gguf_source(snapshot / gguf_file, gguf_file, directory=snapshot, **common)
     top_level = sorted(f for f in files if "/" not in f)
     small = [f for f in top_level if f.endswith(SMALL_FILE_SUFFIXES)]
     index = None
@@ -395,16 +385,8 @@ def _resolve_hub(
     paths = [snapshot / w for w in weights]
     for path in paths:
         validate_safetensors(path, ID_FIELD)
-    return ResolvedSource(
-        kind="hub",
-        model_id=repo_id,
-        directory=snapshot,
-        weight_files=paths,
-        revision=revision,
-        commit=listing.commit,
-        config=read_config(snapshot, ID_FIELD),
-        warnings=warnings,
-    )
+    config = read_config(snapshot, ID_FIELD)
+    return ResolvedSource(directory=snapshot, weight_files=paths, config=config, **common)
 
 
 def _from_cached_snapshot(
@@ -433,7 +415,6 @@ def _from_cached_snapshot(
             raise ModelNotFoundError(
                 f"the cached snapshot of {repo_id!r} has no file {gguf_file!r}", GGUF_FIELD
             )
-        info = vet_gguf(gguf_path)
-        return ResolvedSource(weight_files=[gguf_path], gguf_file=gguf_file, gguf=info, **common)
+        return _gguf_source(gguf_path, gguf_file, **common)
     weights = local_safetensors_weights(snapshot, class_name, ID_FIELD, hub=True)
     return ResolvedSource(weight_files=weights, **common)
