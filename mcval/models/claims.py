@@ -85,22 +85,26 @@ def check_claims(
         "int8_weight_elements": inspection.int8_weight_elements,
         "dtypes": _dtype_summary(inspection),
     }
-    if not gguf and INT8_CLAIM.search(text) and not quantized:
+    quantized_claims = (
+        (
+            INT8_CLAIM,
+            "claim-int8-no-int8-weights",
+            "int8, but no weight is stored as int8: 0 quantized modules, 0 int8 elements",
+        ),
+        (
+            LOWBIT_CLAIM,
+            "claim-lowbit-no-quantized-weights",
+            "low-bit quantization, but the model has no quantized modules or packed integer "
+            "weights",
+        ),
+    )
+    for pattern, code, claim_but in quantized_claims:
+        if gguf or quantized or not pattern.search(text):
+            continue
         findings.append(
             Finding(
-                code="claim-int8-no-int8-weights",
-                message=f"the method {method_name!r} claims int8, but no weight is stored as "
-                f"int8: 0 quantized modules, 0 int8 elements; weights are "
-                f"{_dtype_summary(inspection)}",
-                evidence=evidence_q,
-            )
-        )
-    if not gguf and LOWBIT_CLAIM.search(text) and not quantized:
-        findings.append(
-            Finding(
-                code="claim-lowbit-no-quantized-weights",
-                message=f"the method {method_name!r} claims low-bit quantization, but the model "
-                f"has no quantized modules or packed integer weights; weights are "
+                code=code,
+                message=f"the method {method_name!r} claims {claim_but}; weights are "
                 f"{_dtype_summary(inspection)}",
                 evidence=evidence_q,
             )
