@@ -243,23 +243,15 @@ def _legend(
         Line2D(
             [],
             [],
-            marker="s",
+            marker=marker,
             linestyle="",
             color="0.7",
             markeredgecolor="black",
-            label=text["baseline"],
-        ),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="",
-            color="0.7",
-            markeredgecolor="black",
-            label=text["compressed"],
-        ),
-        Line2D([], [], linestyle="--", color="0.35", label=text["front"]),
+            label=text[kind],
+        )
+        for marker, kind in (("s", "baseline"), ("o", "compressed"))
     ]
+    handles.append(Line2D([], [], linestyle="--", color="0.35", label=text["front"]))
     fig.legend(
         handles=handles, loc="outside upper center", ncols=min(len(handles), 6), frameon=False
     )
