@@ -244,7 +244,9 @@ class HandlerBase:
         raise NotImplementedError
 
 
-def seeded_inputs(tokenizer: Any, model: Any, batch: int, length: int, device: str) -> dict:
+def seeded_inputs(
+    tokenizer: Any, model: Any, batch: int, length: int, device: str
+) -> dict[str, Any]:
     """``batch`` seeded sequences of ``length`` ordinary token ids, all attended, on ``device``."""
     ids = seeded_token_ids(tokenizer, model.config, batch, length)
     return to_device({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device)
