@@ -1,15 +1,13 @@
-"""``mcval validate``: measure (or reuse), judge, store and report each submission.
+"""The validation pipeline: measure (or reuse), judge, store, for each submission.
 
 Submissions are independent: one that cannot be read or that crashes its child does not
-stop the others. The exit code is 2 when any file is invalid input, else 1 when any
-submission fails or errors, else 3 when any could not be measured stably (the runner's
-fault: re-run), else 0 — the same locally and in the bot.
+stop the others. This is not command code (no arguments, exit codes or printing of the
+result): ``mcval validate`` (``mcval.commands.validate``) and the demo drive it and report
+what it returns.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,13 +15,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from mcval.ci.actions import annotation, running_in_actions, write_step_summary
-from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED, VERDICT_EXIT_CODES
 from mcval.errors import InputError
-from mcval.figures import FigureValues, format_delta
-from mcval.policy import Policy, load_policy
-from mcval.render.comment import SubmissionReport, render_comment
-from mcval.render.terminal import render_terminal
+from mcval.figures import FigureValues
+from mcval.policy import Policy
+from mcval.render.comment import SubmissionReport
 from mcval.results import (
     RecordEnvironment,
     ResultRecord,
@@ -33,7 +28,7 @@ from mcval.results import (
     record_path,
     save_record,
 )
-from mcval.submission.check import check_paths, find_repo_root
+from mcval.submission.check import check_paths
 from mcval.submission.load import LoadedSubmission, submission_id
 from mcval.verdict import Finding, MeasuredFigures, judge
 
@@ -72,16 +67,6 @@ def figures_of(measurement: Measurement) -> MeasuredFigures:
         cpu=env.cpu_model if env else None,
         gpu=env.gpu_name if env else None,
     )
-
-
-def resolve_devices(choice: str) -> list[str]:
-    """``all`` means every device this machine has; ``cuda`` without a GPU is an input error."""
-    from mcval.measure.command import resolve_devices as measurable
-
-    devices, problem = measurable(choice)
-    if problem:
-        raise InputError(problem)
-    return devices
 
 
 def measurement_notes(
@@ -284,65 +269,3 @@ def validate_paths(paths: Sequence[Path], validator: Validator) -> list[Submissi
     for loaded in valid:
         reports.append(validator.validate(loaded))
     return reports
-
-
-def exit_code(reports: Sequence[SubmissionReport]) -> int:
-    """The most serious outcome wins: invalid input, then a failing submission (something a
-    team must fix), then a figure the runner could not measure stably, then a pass."""
-    if any(r.status == "input" for r in reports):
-        return EXIT_INPUT
-    codes = {VERDICT_EXIT_CODES[r.record.verdict] for r in reports if r.record is not None}
-    for code in (EXIT_FAIL, EXIT_UNMEASURED):
-        if code in codes:
-            return code
-    return EXIT_OK
-
-
-def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
-    """Workflow commands pointing at the YAML line of every failing value or bad input, and
-    a warning on every figure the runner could not measure stably."""
-    lines = []
-    for report in reports:
-        for error in report.input_errors:
-            lines.append(annotation("error", error.message, report.path, error.line, error.col))
-        if report.record is None:
-            continue
-        for m in report.record.report.metrics:
-            if m.status == "fail":
-                message = f"{m.label}: reported {m.reported}, measured {m.measured}"
-                delta = format_delta(m.delta)
-                message += f" ({delta}; {m.note})" if m.note else f" ({delta})"
-                lines.append(annotation("error", message, report.path, m.line))
-            elif m.status == "unstable":
-                message = f"{m.label}: measured {m.measured}, {m.note}"
-                lines.append(annotation("warning", message, report.path, m.line))
-        for finding in report.record.report.findings:
-            level = "error" if finding.severity == "fail" else "warning"
-            lines.append(annotation(level, finding.message, report.path, finding.line))
-    return lines
-
-
-def run(args: argparse.Namespace) -> int:
-    repo_root = Path(args.repo).resolve() if args.repo else find_repo_root(Path.cwd())
-    policy = load_policy(repo_root)
-    results_dir = Path(args.results) if args.results else repo_root / policy.results_dir
-    validator = Validator(
-        repo_root,
-        policy,
-        results_dir,
-        resolve_devices(args.device),
-        force=args.force,
-        skip_quality=args.skip_quality,
-    )
-    reports = validate_paths([Path(p) for p in args.paths], validator)
-    # In a CI log (not a terminal) rich would wrap text at 80 columns; keep lines whole.
-    render_terminal(reports, Console(soft_wrap=not sys.stdout.isatty()))
-    markdown = render_comment(reports)
-    if args.markdown:
-        Path(args.markdown).write_text(markdown, encoding="utf-8")
-    write_step_summary(markdown)
-    if running_in_actions():
-        for line in annotations_for(reports):
-            print(line)
-    sys.stdout.flush()
-    return exit_code(reports)

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from mcval.errors import ExitCode
 from mcval.figures import FIGURES, Allowance, Delta, Figure, FigureValues, format_allowance
 from mcval.findings import Finding
 from mcval.metrics import METRICS, MetricKind
@@ -23,6 +24,7 @@ from mcval.submission.load import LoadedSubmission
 
 __all__ = [
     "UNSTABLE_OUTCOME",
+    "VERDICT_EXIT_CODES",
     "Finding",
     "MeasuredFigures",
     "MetricStatus",
@@ -40,6 +42,15 @@ MetricStatus = Literal[
 VerdictStatus = Literal["pass", "fail", "error", "unmeasured"]
 """``unmeasured``: the runner could not measure stably (other load disturbed it). That is
 the runner's fault, never a verdict against the submission: re-run (exit code 3)."""
+
+VERDICT_EXIT_CODES: dict[VerdictStatus, ExitCode] = {
+    "pass": ExitCode.OK,
+    "fail": ExitCode.FAIL,
+    "error": ExitCode.FAIL,  # the submission's own child crashed, hung or ran out of memory
+    "unmeasured": ExitCode.UNMEASURED,
+}
+"""The exit code of a run whose submissions all end with this verdict (``mcval validate``
+takes the most serious of a mixed run); ``ci report`` checks each cell against it."""
 
 UNSTABLE_OUTCOME = "could not measure stably; re-run"
 """The outcome when an unstable figure keeps a submission from passing and nothing stable

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
 from mcval.ci.actions import github_client
-from mcval.ci.cli import register
 from mcval.ci.plan import slug_of
-from mcval.cli import dispatch
+from mcval.cli import build_parser, dispatch
 from mcval.policy import Policy
 from mcval.results import RecordEnvironment, ResultRecord, save_record
 from mcval.submission import load_submission
@@ -76,10 +74,7 @@ FAST_CONNECT = partial(github_client, **FAST_CLIENT)
 def ci_main(argv: list[str]) -> int:
     """``mcval <argv>`` with the ``ci`` tree built around ``FAST_CONNECT``, errors handled by
     ``mcval.cli.dispatch`` exactly as ``mcval.cli.main`` handles them."""
-    parser = argparse.ArgumentParser(prog="mcval")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub, connect=FAST_CONNECT)
-    return dispatch(parser.parse_args(argv))
+    return dispatch(build_parser(connect=FAST_CONNECT).parse_args(argv))
 
 
 def read_outputs(path: Path) -> dict[str, str]:

@@ -394,8 +394,7 @@ def test_publish_step_refuses_symlinks(
 
 def test_ci_module_does_not_import_pygithub_or_torch() -> None:
     code = (
-        "import sys, argparse; import mcval.ci.cli as ci; "
-        "p = argparse.ArgumentParser(); ci.register(p.add_subparsers()); "
+        "import sys; import mcval.cli as cli; cli.build_parser(); "
         "import mcval.ci.plan, mcval.ci.fetch, mcval.ci.report, mcval.ci.comment; "
         "import mcval.ci.status, mcval.ci.publish; "
         "print('github' in sys.modules, 'torch' in sys.modules)"

@@ -25,11 +25,11 @@ from fake_github import FakeGithub
 from fixtures.records import make_record
 
 from mcval.cli import main as mcval_main
+from mcval.commands import table as table_command
 from mcval.errors import McvalError
 from mcval.github import BranchView, GithubClient
 from mcval.lock import checkout_lock, lock_path
 from mcval.policy import DEFAULT_HEADING, Policy
-from mcval.render import table_command
 from mcval.render.readme import GENERATED_MARKER, current_block, replace_table
 from mcval.render.table import HEADERS, render_block
 from mcval.results import ResultRecord, save_record

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mcval import demo
+from mcval.commands import demo
 from mcval.policy import DEFAULT_HEADING
 from mcval.render.readme import current_block, table_cells
 from mcval.results import load_all

@@ -27,10 +27,10 @@ from test_validate import ENV, measurement, write_row
 from tiny_models import LOAD_TOLERANT_TOML
 
 from mcval.cli import main as mcval_main
+from mcval.commands.table import submission_ids
 from mcval.policy import Policy
 from mcval.render.comment import MARKER
 from mcval.render.readme import GENERATED_MARKER, current_block
-from mcval.render.table_command import submission_ids
 from mcval.results import load_record
 
 TESTS = str(Path(__file__).parent)
@@ -299,7 +299,7 @@ def two_rows(
 
     monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: measurement())
     monkeypatch.setattr("mcval.validate.Validator.environment_class", ENV.environment_class)
-    monkeypatch.setattr("mcval.render.table_command.render_plot", lambda records, policy: b"<svg/>")
+    monkeypatch.setattr("mcval.commands.table.render_plot", lambda records, policy: b"<svg/>")
     write_row(repo, "a")
     write_row(repo, "b")
     assert run(["validate", "submissions", "--device", "cpu"], capsys)[0] == 0

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from mcval.commands.validate import annotations_for, exit_code
 from mcval.measure.environment import Environment
 from mcval.measure.measurement import Measurement, MeasurementDetails
 from mcval.measure.memory import RamStats
@@ -21,7 +22,7 @@ from mcval.policy import Policy
 from mcval.render.comment import MARKER, render_comment
 from mcval.render.terminal import render_terminal
 from mcval.results import record_path
-from mcval.validate import Validator, annotations_for, exit_code, validate_paths
+from mcval.validate import Validator, validate_paths
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -279,7 +280,7 @@ def test_terminal_report(tmp_path: Path) -> None:
 
 def test_cuda_request_without_gpu_is_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from mcval.errors import InputError
-    from mcval.validate import resolve_devices
+    from mcval.measure.devices import require_devices as resolve_devices
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(InputError, match="--device cuda: no CUDA GPU"):

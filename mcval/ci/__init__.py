@@ -5,9 +5,9 @@
 - ``rules``: the pull-request rules that need no network (allowed paths, team ownership,
   the sticky comment's body).
 - ``plan`` (``ci changed``), ``fetch``, ``report``, ``comment``, ``status``, ``publish``:
-  one plain function per step, typed keyword arguments, no argparse.
-- ``cli``: the ``mcval ci`` argparse tree, the only place that knows the flags.
+  one plain function per step, typed keyword arguments, no argparse (``mcval.cli`` holds
+  the ``mcval ci`` flags and calls them).
 
-The package stays light (no PyGithub, no torch at import): ``mcval.cli`` builds its parser
-from it, and ``mcval.github`` is imported only by the steps that talk to GitHub.
+The package stays light (no PyGithub, no torch at import): ``mcval.github`` is imported
+only by the steps that talk to GitHub.
 """

@@ -20,8 +20,7 @@ from mcval.ci.plan import (
     resolve_pr_number,
 )
 from mcval.ci.rules import data_path_pattern, submission_path_pattern
-from mcval.cli import EXIT_OK
-from mcval.errors import InputError
+from mcval.errors import ExitCode, InputError
 from mcval.policy import load_policy
 
 MAX_DATA_FILE_BYTES = 1024 * 1024  # the contents API inlines files up to 1 MiB
@@ -53,7 +52,7 @@ def run_fetch(
     head_sha: str | None = None,
     only: Sequence[str] = (),
     listing: Path | None = None,
-) -> int:
+) -> ExitCode:
     """Write the PR's submission files at its head SHA into ``dest`` as data.
 
     Layout is the repository's (``DEST/submissions/<team>/<name>.yaml``), so ``dest`` may
@@ -113,4 +112,4 @@ def run_fetch(
     if listing:
         yaml_paths = [p for p in written if pattern.fullmatch(p)]
         listing.write_text("".join(f"{p}\n" for p in yaml_paths), encoding="utf-8")
-    return EXIT_OK
+    return ExitCode.OK

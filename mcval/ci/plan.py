@@ -34,8 +34,7 @@ from mcval.ci.rules import (
     check_team_ownership,
     submission_path_pattern,
 )
-from mcval.cli import EXIT_FAIL, EXIT_OK
-from mcval.errors import InputError, McvalError
+from mcval.errors import ExitCode, InputError, McvalError
 from mcval.policy import Policy, load_policy
 
 if TYPE_CHECKING:
@@ -171,10 +170,10 @@ def plan(
     return pr, report
 
 
-def report_violations(report: ChangedReport) -> int:
+def report_violations(report: ChangedReport) -> ExitCode:
     """Each violation as one error line, an annotation and a job-summary entry; exit 1."""
     if not report.violations:
-        return EXIT_OK
+        return ExitCode.OK
     lines = [f"Pull request #{report.pr} changes files it may not change:"]
     for violation in report.violations:
         path, _, reason = violation.partition(": ")
@@ -183,7 +182,7 @@ def report_violations(report: ChangedReport) -> int:
             print(annotation("error", f"{path} {reason}", path))
         lines.append(f"- `{path}` {reason}")
     write_step_summary("\n".join(lines))
-    return EXIT_FAIL
+    return ExitCode.FAIL
 
 
 # -- the step -----------------------------------------------------------------------------------
@@ -198,7 +197,7 @@ def run_changed(
     head_sha: str | None = None,
     output: Path | None = None,
     pr_info_out: Path | None = None,
-) -> int:
+) -> ExitCode:
     """List the PR's changed submissions, enforce allowed paths and team ownership.
 
     Writes ``output`` (a ``ChangedReport`` JSON), ``pr_info_out`` (``pr.json``) and the
@@ -214,7 +213,7 @@ def run_changed(
     except StalePullRequest as exc:
         print(f"notice: {exc}")
         write_outputs({"stale": "true", "count": "0", "pr": str(number)})
-        return EXIT_OK
+        return ExitCode.OK
     info = PrInfo(number=report.pr, head_sha=report.head_sha)
     for out_path, model in ((output, report), (pr_info_out, info)):
         if out_path:

@@ -19,8 +19,7 @@ from mcval.ci.actions import (
     write_step_summary,
 )
 from mcval.ci.rules import SHA_PATTERN
-from mcval.cli import EXIT_OK
-from mcval.errors import InputError
+from mcval.errors import ExitCode, InputError
 from mcval.lock import checkout_lock
 from mcval.policy import load_policy
 
@@ -62,7 +61,7 @@ def run_publish(
     branch: str | None = None,
     base_sha: str | None = None,
     missing_ok: bool = False,
-) -> int:
+) -> ExitCode:
     """Commit ``files`` to ``branch`` (default: the repository's default branch), once.
 
     When the branch moved meanwhile the commit is rebuilt on the new tip, leaving out (and
@@ -98,4 +97,4 @@ def run_publish(
             f"mcval published {len(result.changed)} file(s) in `{result.commit_sha[:12]}`."
         )
     write_outputs({"commit": result.commit_sha or ""})
-    return EXIT_OK
+    return ExitCode.OK

@@ -20,11 +20,11 @@ from mcval.ci.plan import MatrixEntry, slug_of
 from mcval.ci.rules import SHA_PATTERN, submission_path_pattern
 from mcval.ci.status import CELL_STATES, commit_status
 from mcval.ci.untrusted import MAX_MARKDOWN_BYTES, load_untrusted_json, read_text
-from mcval.cli import EXIT_OK, VERDICT_EXIT_CODES
-from mcval.errors import InputError
+from mcval.errors import ExitCode, InputError
 from mcval.policy import Policy, load_policy
 from mcval.render.comment import RunSummary, SubmissionReport, render_comment
 from mcval.results import ResultRecord, record_path
+from mcval.verdict import VERDICT_EXIT_CODES
 
 if TYPE_CHECKING:
     from mcval.github import StatusState
@@ -56,7 +56,7 @@ def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> SubmissionReport:
     code = int(code_text)
     record_file = record_path(folder / "results", entry.id)
     if record_file.is_symlink() or not record_file.is_file():
-        if code == 2:  # `mcval validate` rejected the file: the student's to fix
+        if code == ExitCode.INPUT:  # `mcval validate` rejected the file: the student's to fix
             return SubmissionReport(entry.id, entry.path, log=_job_log(folder))
         return unusable(f"no result file (mcval validate exited with {code})")
     try:
@@ -101,7 +101,7 @@ def matrix_entries(text: str, policy: Policy) -> list[MatrixEntry]:
 
 def run_report(
     repo: Path, *, artifacts: Path, matrix: str, output: Path, head_sha: str | None = None
-) -> int:
+) -> ExitCode:
     """Re-validate the measuring jobs' artifacts and build the comment and the status.
 
     ``artifacts`` holds one folder per matrix cell (``results-<sha1(id)[:12]>/`` with
@@ -120,4 +120,4 @@ def run_report(
         problem = f": {log_safe(report.problem)}" if report.problem else ""
         print(f"{CELL_STATES[report.status]:8} {report.id}{problem}")
     print(f"overall: {state} — {description}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 from mcval.ci.actions import Connect, run_url
 from mcval.ci.plan import resolve_head_sha
 from mcval.ci.rules import SHA_PATTERN
-from mcval.cli import EXIT_OK
-from mcval.errors import InputError
+from mcval.errors import ExitCode, InputError
 from mcval.policy import load_policy
 from mcval.render.comment import ReportStatus, RunSummary
 
@@ -55,7 +54,7 @@ def run_status(
     description: str,
     sha: str | None = None,
     target_url: str | None = None,
-) -> int:
+) -> ExitCode:
     """Set the status on ``sha`` (default: the event's PR head), linking to this run."""
     policy = load_policy(repo)
     sha = sha or resolve_head_sha()
@@ -64,4 +63,4 @@ def run_status(
     client = connect(policy)
     client.set_status(sha, state, description, target_url or run_url())
     print(f"status mcval={state} on {sha[:12]}: {description}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -1,4 +1,5 @@
-"""``mcval import-table``: a hand-written README results table → one submission file a row.
+"""A hand-written README results table → one submission file a row (``mcval import-table``,
+whose command is ``mcval.commands.import_table``).
 
 The 2025 course table was filled in by hand, so the importer reads it the way a person
 would and says what it could not read:
@@ -37,7 +38,7 @@ from mcval.importer.report import (
     SkippedTable,
     print_report,
 )
-from mcval.importer.write import TODO, import_table, load_team_map, run
+from mcval.importer.write import TODO, import_table, load_team_map
 
 __all__ = [
     "TODO",
@@ -50,6 +51,5 @@ __all__ = [
     "load_team_map",
     "parse_measure",
     "print_report",
-    "run",
     "split_quality",
 ]

@@ -1,4 +1,4 @@
-"""``mcval import-table``: each row of a hand-written table → one submission file.
+"""Each row of a hand-written table → one submission file (``mcval import-table``'s work).
 
 The rows come from ``mcval.importer.read``; this module fills what the README does not
 say with placeholders marked ``TODO(mcval import)``, picks each row's team and baseline,
@@ -7,7 +7,6 @@ writes the YAML and reports every cell it could not convert.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,12 +34,10 @@ from mcval.importer.report import (
     ImportIssue,
     ImportReport,
     SkippedTable,
-    print_report,
 )
 from mcval.metrics import METRICS, TASK_METRICS
-from mcval.policy import Policy, load_policy
+from mcval.policy import Policy
 from mcval.render.readme import SourceTable, parse_markdown
-from mcval.submission.check import find_repo_root
 from mcval.submission.schema import TEAM_PATTERN
 from mcval.submission.units import UnitError
 
@@ -427,30 +424,3 @@ def import_table(
     report.issues = importer.issues
     report.notes = importer.notes
     return report
-
-
-def run(args: argparse.Namespace) -> int:
-    """``mcval import-table README.md --out submissions/ [--team-map F] [--default-team T]``.
-
-    Expects ``args.readme`` (str), ``args.out`` (str | None, default: the policy's
-    submissions directory), ``args.team_map`` (str | None), ``args.default_team``
-    (str | None) and optionally ``args.force`` (bool: overwrite existing files) and
-    ``args.repo`` (str | None). Exit 0 when every cell converted, 1 when files were
-    written but some cells could not be converted (listed), 2 for an input error.
-    """
-    repo_arg = getattr(args, "repo", None)
-    repo_root = Path(repo_arg) if repo_arg else find_repo_root(Path.cwd())
-    policy = load_policy(repo_root)
-    out_dir = Path(args.out) if getattr(args, "out", None) else repo_root / policy.submissions_dir
-    team_map_path = getattr(args, "team_map", None)
-    team_map = load_team_map(Path(team_map_path)) if team_map_path else {}
-    report = import_table(
-        Path(args.readme),
-        out_dir,
-        policy,
-        team_map,
-        getattr(args, "default_team", None),
-        force=bool(getattr(args, "force", False)),
-    )
-    print_report(report)
-    return 1 if report.issues else 0
