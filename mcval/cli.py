@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcval import __version__
 from mcval.ci.actions import Connect, github_client
-from mcval.errors import ExitCode, InputErrors, McvalError
+from mcval.errors import ExitCode, InputErrors, McvalError, RunnerError
 from mcval.measure.devices import DEVICE_CHOICES
 
 if TYPE_CHECKING:
@@ -375,6 +375,10 @@ def dispatch(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
         return ExitCode.INPUT
+    except RunnerError as exc:
+        # The runner's fault (the hub unreachable): its sentence says so and asks for a re-run.
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.UNMEASURED
     except McvalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.INPUT

@@ -189,7 +189,9 @@ class Validator:
             return SubmissionReport(id=loaded.id, path=loaded.relpath, record=record, reused=True)
         measurement = self.measure(loaded)
         figures = figures_of(measurement)
-        errors = [e.message for e in measurement.details.errors if e.kind != "input"]
+        errors = [
+            e.message for e in measurement.details.errors if e.kind not in ("input", "runner")
+        ]
         input_errors = [
             InputError(e.message, loaded.relpath, e.line)
             for e in measurement.details.errors
@@ -205,6 +207,12 @@ class Validator:
         )
         if input_errors:
             return SubmissionReport(id=loaded.id, path=loaded.relpath, input_errors=input_errors)
+        if measurement.runner_problem is not None:
+            # This machine could not measure (the hub unreachable): no verdict and nothing
+            # stored, so a stored result stays as it was and the next run measures again.
+            return SubmissionReport(
+                id=loaded.id, path=loaded.relpath, problem=measurement.runner_problem
+            )
         env = measurement.environment
         record = ResultRecord(
             id=loaded.id,

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from mcval.cli import build_parser, dispatch
-from mcval.errors import ExitCode, InputError, InputErrors, McvalError
+from mcval.errors import ExitCode, InputError, InputErrors, McvalError, RunnerError
+from mcval.models.errors import HubUnavailableError
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mcval"
 HOME = PACKAGE / "errors.py"
@@ -138,6 +139,18 @@ def test_the_codes() -> None:
         (InputError("bad value", "s.yaml", 3, 5), ExitCode.INPUT, "error: s.yaml:3:5: bad value"),
         (InputErrors([InputError("a"), InputError("b")]), ExitCode.INPUT, "error: a\nerror: b"),
         (McvalError("cannot write x"), ExitCode.INPUT, "error: cannot write x"),
+        (
+            HubUnavailableError("offline"),
+            ExitCode.UNMEASURED,
+            "error: the runner could not reach the Hugging Face Hub (offline); this is not a "
+            "problem of the submission; re-run",
+        ),
+        (
+            RunnerError("disk full"),
+            ExitCode.UNMEASURED,
+            "error: the runner could not measure (disk full); this is not a problem of the "
+            "submission; re-run",
+        ),
         (KeyboardInterrupt(), ExitCode.INTERRUPTED, "interrupted"),
     ],
 )

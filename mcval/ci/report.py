@@ -58,6 +58,11 @@ def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> SubmissionReport:
     if record_file.is_symlink() or not record_file.is_file():
         if code == ExitCode.INPUT:  # `mcval validate` rejected the file: the student's to fix
             return SubmissionReport(entry.id, entry.path, log=_job_log(folder))
+        if code == ExitCode.UNMEASURED:  # e.g. the hub was unreachable: the log says why
+            return unusable(
+                f"the runner could not measure it (mcval validate exited with {code}); this "
+                "is not a problem of the submission: re-run"
+            )
         return unusable(f"no result file (mcval validate exited with {code})")
     try:
         record = ResultRecord.model_validate(load_untrusted_json(record_file.read_bytes()))

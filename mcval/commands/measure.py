@@ -2,8 +2,9 @@
 the bot measures them (same runner, same protocol), printed as a table or as JSON.
 
 Exit codes: 0 measured, 1 a device's measurement failed, 2 input/usage error, 3 a figure
-could not be measured stably (other load on this machine): re-run. The measuring itself
-is ``mcval.measure``'s; this module only asks for it and prints.
+could not be measured stably (other load on this machine) or the runner could not measure
+at all (the hub unreachable): re-run. The measuring itself is ``mcval.measure``'s; this
+module only asks for it and prints.
 
 Progress goes to stderr as plain lines, one per stage — deliberately not an animated
 spinner, whose refresh thread would compete with the child's timed calls for the cores.
@@ -212,6 +213,8 @@ def measure(
         render(result, out)
         for claim in claims:
             out.print(f"[yellow]warning:[/] {escape(claim.message)}", highlight=False)
+    if result.runner_problem is not None and all(e.kind == "runner" for e in result.details.errors):
+        return ExitCode.UNMEASURED
     if not result.ok:
         return ExitCode.FAIL
     return ExitCode.UNMEASURED if result.unstable else ExitCode.OK

@@ -3,8 +3,8 @@
 The pipeline is ``mcval.validate``; this command chooses the devices, prints the terminal
 report, writes the comment Markdown and the Actions annotations, and picks the exit code:
 2 when any file is invalid input, else 1 when any submission fails or errors, else 3 when
-any could not be measured stably (the runner's fault: re-run), else 0 — the same locally
-and in the bot.
+any could not be measured (stably, or at all: the runner's fault, re-run), else 0 — the
+same locally and in the bot.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 def exit_code(reports: Sequence[SubmissionReport]) -> ExitCode:
     """The most serious outcome wins: invalid input, then a failing submission (something a
-    team must fix), then a figure the runner could not measure stably, then a pass."""
+    team must fix), then a submission the runner could not measure, then a pass."""
     if any(r.status == "input" for r in reports):
         return ExitCode.INPUT
     codes = {VERDICT_EXIT_CODES[r.record.verdict] for r in reports if r.record is not None}
+    if any(r.status == "unusable" for r in reports):
+        codes.add(ExitCode.UNMEASURED)
     for code in (ExitCode.FAIL, ExitCode.UNMEASURED):
         if code in codes:
             return code
@@ -40,11 +42,13 @@ def exit_code(reports: Sequence[SubmissionReport]) -> ExitCode:
 
 def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
     """Workflow commands pointing at the YAML line of every failing value or bad input, and
-    a warning on every figure the runner could not measure stably."""
+    a warning on every figure (or submission) the runner could not measure."""
     lines = []
     for report in reports:
         for error in report.input_errors:
             lines.append(annotation("error", error.message, report.path, error.line, error.col))
+        if report.problem is not None:
+            lines.append(annotation("warning", report.problem, report.path))
         if report.record is None:
             continue
         for m in report.record.report.metrics:

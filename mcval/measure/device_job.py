@@ -73,6 +73,10 @@ class DeviceResult(BaseModel):
     input_error: StepError | None = Field(
         default=None, description="the submission's model/recipe cannot be used"
     )
+    runner_error: StepError | None = Field(
+        default=None,
+        description="this machine could not do its part (the hub unreachable): re-run",
+    )
     size: SizeReport | None = None
     latency: LatencyStats | None = None
     ram: RamStats | None = None
@@ -242,6 +246,10 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
         if _is_input_error(exc):
             result.input_error = _step_error("load", exc)
             return result
+        if _is_runner_error(exc):
+            # The whole sentence (who is at fault, re-run), not only the cause.
+            result.runner_error = _step_error("load", exc).model_copy(update={"message": str(exc)})
+            return result
         raise
     result.timings_s["load"] = time.perf_counter() - t0
     # The load window ends here: its peak is kept apart, inference gets a window of its own.
@@ -346,3 +354,9 @@ def _is_input_error(exc: BaseException) -> bool:
     from mcval.errors import InputError
 
     return isinstance(exc, InputError)
+
+
+def _is_runner_error(exc: BaseException) -> bool:
+    from mcval.errors import RunnerError
+
+    return isinstance(exc, RunnerError)

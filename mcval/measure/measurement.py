@@ -58,8 +58,17 @@ class MeasureError(BaseModel):
 
     device: str
     kind: Literal[
-        "timeout", "signal", "memory", "exception", "exit", "protocol", "launch", "input", "quality"
-    ]
+        "timeout",
+        "signal",
+        "memory",
+        "exception",
+        "exit",
+        "protocol",
+        "launch",
+        "input",
+        "quality",
+        "runner",
+    ] = Field(description="'input': the submission's to fix; 'runner': this machine's (re-run)")
     message: str
     line: int | None = Field(default=None, description="submission line it concerns")
     field: list[str | int] | None = None
@@ -111,6 +120,13 @@ class Measurement(FigureValues):
     environment: Environment | None = None
     ok: bool = Field(description="every requested device measured or not applicable")
     details: MeasurementDetails
+
+    @property
+    def runner_problem(self) -> str | None:
+        """Why this machine could not measure (the hub unreachable), when that is the case:
+        the runner's fault, so commands exit 3 and no verdict is given."""
+        found = [e.message for e in self.details.errors if e.kind == "runner"]
+        return "; ".join(dict.fromkeys(found)) or None
 
 
 def choose_threads(policy: Policy, benchmark_threads: int | None) -> int:
@@ -233,6 +249,15 @@ def run_device(
         return DeviceOutcome(run=run, errors=[failed])
     if res.not_applicable:
         return DeviceOutcome(run=run, not_applicable=res.not_applicable)
+    if res.runner_error is not None:
+        unmeasured = MeasureError(
+            device=device,
+            kind="runner",
+            message=res.runner_error.message,
+            elapsed_s=outcome.elapsed_s,
+            peak_rss_mb=outcome.peak_rss_mb,
+        )
+        return DeviceOutcome(run=run, errors=[unmeasured])
     if res.input_error is not None:
         field = res.input_error.field
         invalid = MeasureError(

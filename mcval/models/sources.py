@@ -147,9 +147,9 @@ class HuggingFaceHub:
                 ID_FIELD,
             ) from None
         except Exception as exc:  # httpx/OS-level network errors have no common base
-            raise HubUnavailableError(
-                f"cannot reach the Hugging Face Hub to list the files of {repo_id!r} "
-                f"({type(exc).__name__}: {exc}); check the network and run again",
+            raise HubUnavailableError(  # its sentence names the runner and asks for a re-run
+                f"listing the files of {repo_id!r} failed ({type(exc).__name__}: {exc}); "
+                "check the network",
                 ID_FIELD,
             ) from None
         files: dict[str, int | None] = {}
@@ -173,8 +173,7 @@ class HuggingFaceHub:
             )
         except Exception as exc:  # network and disk errors alike end the measurement
             raise HubUnavailableError(
-                f"downloading {repo_id!r} at {commit[:12]} failed ({type(exc).__name__}: {exc}); "
-                "run again",
+                f"downloading {repo_id!r} at {commit[:12]} failed ({type(exc).__name__}: {exc})",
                 ID_FIELD,
             ) from None
         return Path(path)

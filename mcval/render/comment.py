@@ -26,7 +26,8 @@ MARKER = "<!-- mcval:report -->"
 
 ReportStatus = Literal["pass", "fail", "error", "unmeasured", "input", "unusable"]
 """A submission's outcome in the comment: its verdict, ``input`` (the file is invalid) or
-``unusable`` (``ci report``: the measuring job left no result that can be trusted)."""
+``unusable`` (the runner could not measure it, e.g. the hub was unreachable, or in ``ci
+report`` the measuring job left no result that can be trusted)."""
 BADGES: dict[ReportStatus, str] = {
     "pass": "✅ pass",
     "fail": "❌ fail",
@@ -82,7 +83,8 @@ class SubmissionReport:
     input_errors: Sequence[InputError] = ()
     reused: bool = False
     problem: str | None = None
-    """``ci report``: why the measuring job left no usable result (the runner's side)."""
+    """Why the runner could not measure it (its side, never the submission's): the hub
+    unreachable (``mcval validate``), or no usable result from the job (``ci report``)."""
     log: str = ""
     """``ci report``: the measuring job's log; its end is shown when there is no record."""
 
