@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
@@ -32,6 +33,13 @@ from requests.exceptions import RequestException
 from mcval.ci.rules import SHA_PATTERN, ChangedFile, comment_body
 from mcval.errors import McvalError
 from mcval.render.comment import MARKER
+
+# PyGithub attaches a console handler to its logger on import and logs every retry at INFO
+# ("Request GET ... failed with 403") straight to stderr. mcval reports each failure as one
+# sentence through its own output (ci/actions.py prints untrusted text safely); drop it.
+for _handler in list(logging.getLogger("github").handlers):
+    if type(_handler) is logging.StreamHandler:
+        logging.getLogger("github").removeHandler(_handler)
 
 DEFAULT_API_URL = "https://api.github.com"
 STATUS_CONTEXT = "mcval"
