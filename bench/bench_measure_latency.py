@@ -116,8 +116,8 @@ def agreement(model_dir: Path, threads: int) -> tuple[float, float, float, float
     import torch
     from torch.utils import benchmark as tb
 
+    from mcval.measure.device_job import seed_everything, set_threads
     from mcval.measure.latency import measure_latency
-    from mcval.measure.worker import seed_everything, set_threads
     from mcval.submission.schema import Benchmark
     from mcval.tasks import get_task
 

@@ -133,7 +133,7 @@ def peak_memory() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from pydantic import BaseModel
 
-    from mcval.measure.isolation import run_isolated
+    from mcval.measure.supervisor import run_isolated
 
     class Probe(BaseModel):
         rss_before_mb: float = 0

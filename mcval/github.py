@@ -1,24 +1,25 @@
-"""Everything mcval says to GitHub, through PyGithub; the only module that imports ``github``.
+"""The GitHub REST client, through PyGithub; the only module that imports ``github``.
 
-Security rules this module carries (see docs/maintainers.md):
+What the client guarantees (see docs/maintainers.md):
 
 - A pull request's files are read as *data* through the contents API at the PR's head
   SHA; nothing from the PR is checked out or executed.
-- A PR may only touch the paths the policy allows (default ``submissions/**``), and with a
-  ``[github.teams]`` table only its author's team directory.
 - The bot's comment is found by a hidden marker *and* its author: only comments written by
   the configured bot login count, so a student who pastes the marker cannot make the bot
   edit their comment (with a workflow's ``GITHUB_TOKEN`` ``GET /user`` is 403, hence the
   login comes from the policy, not from the API).
 - Transient failures (5xx, secondary rate limits) are retried with back-off; a 403/404
   becomes a message that names the token permission the workflow is missing.
+
+The rules that need no network (allowed paths, team ownership, the comment's body) live
+in ``mcval.ci.rules``; reading the Actions environment in ``mcval.ci.actions``.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import os
+import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
@@ -29,16 +30,20 @@ from github import Auth, Github, GithubException, GithubRetry, InputGitTreeEleme
 from pydantic import BaseModel, ConfigDict, Field
 from requests.exceptions import RequestException
 
+from mcval.ci.rules import SHA_PATTERN, ChangedFile, comment_body
 from mcval.errors import McvalError
-from mcval.policy import Policy
-from mcval.submission.schema import NAME_PATTERN
+from mcval.render.comment import MARKER
+
+# PyGithub attaches a console handler to its logger on import and logs every retry at INFO
+# ("Request GET ... failed with 403") straight to stderr. mcval reports each failure as one
+# sentence through its own output (ci/actions.py prints untrusted text safely); drop it.
+for _handler in list(logging.getLogger("github").handlers):
+    if type(_handler) is logging.StreamHandler:
+        logging.getLogger("github").removeHandler(_handler)
 
 DEFAULT_API_URL = "https://api.github.com"
-MARKER = "<!-- mcval:report -->"
 STATUS_CONTEXT = "mcval"
-MAX_COMMENT_CHARS = 65_000  # GitHub refuses bodies over 65,536 characters
 MAX_DESCRIPTION_CHARS = 140  # GitHub refuses longer commit-status descriptions
-PROTECTED_PREFIXES = ("mcval/", ".github/")
 
 StatusState = Literal["pending", "success", "failure", "error"]
 Permission = Literal[
@@ -71,35 +76,13 @@ class PullInfo(_Model):
 
     number: int
     state: str
-    head_sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    head_sha: str = Field(pattern=SHA_PATTERN)
     head_repo: str | None = Field(description="owner/name of the head (fork); None if deleted")
     base_repo: str
     base_ref: str
     base_sha: str
     author: str
     author_association: str = "NONE"
-
-
-class ChangedFile(_Model):
-    """One entry of a PR's changed files; a rename touches both names."""
-
-    path: str
-    status: str
-    previous_path: str | None = None
-
-    @property
-    def touched(self) -> list[str]:
-        return [self.path] + ([self.previous_path] if self.previous_path else [])
-
-
-class PathViolation(_Model):
-    """A path the PR may not touch, and the sentence saying why."""
-
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
 
 
 class CommentResult(_Model):
@@ -118,122 +101,7 @@ class PublishResult(_Model):
     )
 
 
-# -- rules that need no network ------------------------------------------------------------
-
-
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Path glob: ``**`` crosses directories, ``*`` and ``?`` stay within one."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        out.append("[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char))
-        i += 1
-    return re.compile("".join(out))
-
-
-def path_allowed(path: str, patterns: list[str]) -> bool:
-    return any(glob_to_regex(p).fullmatch(path) for p in patterns)
-
-
-def check_paths_allowed(files: list[ChangedFile], policy: Policy) -> list[PathViolation]:
-    """Every touched path must match ``policy.github.allowed_paths``.
-
-    ``mcval/`` and ``.github/`` get their own sentence: they are the code and workflows
-    that run with the bot's rights, so a PR touching them is refused whatever the glob
-    says; maintainers change them in their own PRs (see docs/maintainers.md).
-    """
-    violations = []
-    for changed in files:
-        for path in changed.touched:
-            if path.startswith(PROTECTED_PREFIXES):
-                violations.append(
-                    PathViolation(
-                        path=path,
-                        reason=(
-                            f"changes {path.split('/')[0]}/, the validator's own code and "
-                            "workflows; a submission PR may only add or change files under "
-                            f"{', '.join(policy.github.allowed_paths)}"
-                        ),
-                    )
-                )
-            elif not path_allowed(path, policy.github.allowed_paths):
-                violations.append(
-                    PathViolation(
-                        path=path,
-                        reason=(
-                            "is outside the paths a pull request may change ("
-                            f"{', '.join(policy.github.allowed_paths)}); move it or ask a "
-                            "maintainer"
-                        ),
-                    )
-                )
-    return violations
-
-
-MAINTAINER_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-
-
-def check_team_ownership(
-    files: list[ChangedFile], author: str, policy: Policy, author_association: str = "NONE"
-) -> list[PathViolation]:
-    """With ``[github.teams]`` set, a student changes only their own team's directory.
-
-    Maintainers (repository owner, organisation members, collaborators) may fix any
-    team's files; with an empty ``teams`` table nothing is checked.
-    """
-    teams = policy.github.teams
-    if not teams or author_association in MAINTAINER_ASSOCIATIONS:
-        return []
-    own = sorted(team for team, logins in teams.items() if author.lower() in map(str.lower, logins))
-    prefix = policy.submissions_dir.rstrip("/") + "/"
-    violations = []
-    for changed in files:
-        for path in changed.touched:
-            if not path.startswith(prefix) or path.count("/") < 2:
-                continue
-            team = path[len(prefix) :].split("/", 1)[0]
-            if team in own:
-                continue
-            if team not in teams:
-                reason = (
-                    f"team {team!r} is not listed in mcval.toml [github.teams]; a maintainer "
-                    "adds the team and its members first"
-                )
-            else:
-                mine = f"your team is {', '.join(own)}" if own else "you are in no team"
-                reason = f"belongs to team {team!r} and {author} is not a member of it ({mine})"
-            violations.append(PathViolation(path=path, reason=reason))
-    return violations
-
-
-def submission_path_pattern(policy: Policy) -> re.Pattern[str]:
-    """``submissions/<team>/<name>.yaml`` with safe names only (no ``..``, no slashes)."""
-    name = NAME_PATTERN.strip("^$")
-    root = re.escape(policy.submissions_dir.strip("/"))
-    return re.compile(rf"{root}/(?P<team>{name})/(?P<name>{name})\.ya?ml")
-
-
-def neutralize_mentions(text: str) -> str:
-    """``@user``/``@org/team`` → ``@\u2060user``: shown the same, notifies nobody."""
-    return re.sub(r"(?<![\w`/])@(?=[A-Za-z0-9])", "@\u2060", text)
-
-
-def comment_body(markdown: str) -> str:
-    """The one sticky comment: exactly one marker, first; no mentions; within GitHub's size."""
-    text = neutralize_mentions(markdown.replace(MARKER, "").strip("\n"))
-    if len(text) > MAX_COMMENT_CHARS:
-        note = "\n\n… (truncated; the full report is in the workflow run's summary)"
-        text = text[: MAX_COMMENT_CHARS - len(note)] + note
-    return f"{MARKER}\n{text}\n"
+# -- helpers of the client ---------------------------------------------------------------
 
 
 def git_blob_sha(data: bytes) -> str:
@@ -312,23 +180,6 @@ class GithubClient:
             lazy=True,
         )
         self._repo = self.gh.get_repo(repository)
-
-    @classmethod
-    def from_env(
-        cls, policy: Policy, environ: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> GithubClient:
-        """Built from the standard Actions variables (``GITHUB_TOKEN``, ``GITHUB_REPOSITORY``…)."""
-        env = os.environ if environ is None else environ
-        repository = env.get("GITHUB_REPOSITORY", "")
-        if not repository:
-            raise GithubError("GITHUB_REPOSITORY is not set (owner/name of the course repository)")
-        return cls(
-            env.get("GITHUB_TOKEN", ""),
-            repository,
-            api_url=env.get("GITHUB_API_URL") or DEFAULT_API_URL,
-            bot_login=policy.github.bot_login,
-            **kwargs,
-        )
 
     # -- error mapping ---------------------------------------------------------------------
     def _call(self, action: str, permission: Permission, fn: Callable[[], Any]) -> Any:
@@ -462,7 +313,7 @@ class GithubClient:
         context: str = STATUS_CONTEXT,
     ) -> None:
         """The ``mcval`` commit status that branch protection requires."""
-        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+        if not re.fullmatch(SHA_PATTERN, sha):
             raise GithubError(f"a commit status needs a full 40-character SHA, got {sha!r}")
         if len(description) > MAX_DESCRIPTION_CHARS:
             description = description[: MAX_DESCRIPTION_CHARS - 1] + "…"

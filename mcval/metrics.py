@@ -33,63 +33,37 @@ class MetricKind(str, Enum):
 
 
 class MetricInfo(BaseModel):
-    """One metric: its storage unit, direction, valid range and display label."""
+    """One metric: its storage unit, direction, valid range and display label (by default a
+    0..1 fraction where higher is better, as most of the course's metrics are)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
-    kind: MetricKind
+    kind: MetricKind = MetricKind.FRACTION
     label: str
-    higher_is_better: bool
-    minimum: float
-    maximum: float | None
-
-
-def _fraction(
-    name: str, label: str, higher_is_better: bool = True, maximum: float | None = 1.0
-) -> MetricInfo:
-    return MetricInfo(
-        name=name,
-        kind=MetricKind.FRACTION,
-        label=label,
-        higher_is_better=higher_is_better,
-        minimum=0.0,
-        maximum=maximum,
-    )
+    higher_is_better: bool = True
+    minimum: float = 0.0
+    maximum: float | None = 1.0
 
 
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        _fraction("accuracy", "Accuracy"),
-        _fraction("macro_f1", "Macro-F1"),
-        _fraction("entity_f1", "Entity F1"),
-        _fraction("entity_precision", "Entity precision"),
-        _fraction("entity_recall", "Entity recall"),
-        _fraction("top5_accuracy", "Top-5 accuracy"),
+        MetricInfo(name="accuracy", label="Accuracy"),
+        MetricInfo(name="macro_f1", label="Macro-F1"),
+        MetricInfo(name="entity_f1", label="Entity F1"),
+        MetricInfo(name="entity_precision", label="Entity precision"),
+        MetricInfo(name="entity_recall", label="Entity recall"),
+        MetricInfo(name="top5_accuracy", label="Top-5 accuracy"),
         # WER and CER can exceed 1 when the hypothesis is much longer than the reference.
-        _fraction("wer", "WER", higher_is_better=False, maximum=None),
-        _fraction("cer", "CER", higher_is_better=False, maximum=None),
-        MetricInfo(
-            name="bleu",
-            kind=MetricKind.SCORE100,
-            label="BLEU",
-            higher_is_better=True,
-            minimum=0.0,
-            maximum=100.0,
-        ),
-        MetricInfo(
-            name="chrf",
-            kind=MetricKind.SCORE100,
-            label="chrF",
-            higher_is_better=True,
-            minimum=0.0,
-            maximum=100.0,
-        ),
+        MetricInfo(name="wer", label="WER", higher_is_better=False, maximum=None),
+        MetricInfo(name="cer", label="CER", higher_is_better=False, maximum=None),
+        MetricInfo(name="bleu", label="BLEU", kind=MetricKind.SCORE100, maximum=100.0),
+        MetricInfo(name="chrf", label="chrF", kind=MetricKind.SCORE100, maximum=100.0),
         MetricInfo(
             name="perplexity",
-            kind=MetricKind.PERPLEXITY,
             label="PPL",
+            kind=MetricKind.PERPLEXITY,
             higher_is_better=False,
             minimum=1.0,
             maximum=None,
@@ -105,7 +79,9 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "automatic-speech-recognition": ("wer", "cer"),
     "image-classification": ("accuracy", "top5_accuracy"),
 }
-"""Metrics each task can compute; the first ones are the defaults (see DEFAULT_METRICS)."""
+"""Metrics each task can compute, the headline one first (the plot's y axis prefers it).
+Which of them are computed when ``evaluation.metrics`` is empty is ``DEFAULT_METRICS``,
+not the order here: ASR computes both WER and CER, NER only entity F1."""
 
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "text-classification": ("accuracy", "macro_f1"),
@@ -115,6 +91,8 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "automatic-speech-recognition": ("cer", "wer"),
     "image-classification": ("accuracy",),
 }
+"""Metrics computed when ``evaluation.metrics`` is empty, in the order they are computed;
+each is one of the task's ``TASK_METRICS``."""
 
 
 def format_metric(name: str, value: float) -> str:

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcval.errors import InputError, InputErrors
-from mcval.metrics import Task
+from mcval.figures import FigureKey, Language
+from mcval.metrics import TASKS, Task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,17 +27,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 POLICY_FILE = "mcval.toml"
 DEFAULT_HEADING = "Таблица сравнения методов компрессии моделей"
 
-TableColumn = Literal[
-    "model",
-    "team",
-    "method",
-    "weights_mb",
-    "latency_cpu_ms",
-    "latency_gpu_ms",
-    "ram_mb",
-    "vram_mb",
-    "quality",
-]
+TableColumn = Literal["model", "team", "method", FigureKey, "quality"]
+"""The README table's columns: the text ones, every figure, then quality."""
 
 
 class _Section(BaseModel):
@@ -134,7 +126,7 @@ class TablePolicy(_Section):
 
     readme: str = "README.md"
     heading: str = DEFAULT_HEADING
-    language: Literal["ru", "en"] = "ru"
+    language: Language = "ru"
     columns: list[TableColumn] = Field(
         default_factory=lambda: list(TableColumn.__args__)  # type: ignore[attr-defined]
     )
@@ -146,7 +138,7 @@ class GithubPolicy(_Section):
 
     bot_login: str = Field(
         default="github-actions[bot]",
-        description="Login of the bot's comments (GET /user is 403 for GITHUB_TOKEN).",
+        description="Login of the bot's comments (GET /user is 403 for the workflow token).",
     )
     allowed_paths: list[str] = Field(
         default_factory=lambda: ["submissions/**"],
@@ -162,16 +154,7 @@ class Policy(_Section):
 
     submissions_dir: str = "submissions"
     results_dir: str = "results"
-    allowed_tasks: list[Task] = Field(
-        default_factory=lambda: [
-            "text-classification",
-            "token-classification",
-            "causal-lm",
-            "translation",
-            "automatic-speech-recognition",
-            "image-classification",
-        ]
-    )
+    allowed_tasks: list[Task] = Field(default_factory=lambda: list(TASKS))
     allowed_datasets: dict[Task, list[str]] = Field(
         default_factory=dict,
         description="Task → allowed dataset paths; a task not listed allows any dataset.",

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from mcval import __version__
 from mcval.errors import InputError
@@ -26,7 +26,8 @@ from mcval.policy import Policy
 from mcval.submission.load import LoadedSubmission, is_local_model
 from mcval.verdict import MeasuredFigures, Verdict, VerdictStatus
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+"""2: a verdict row keeps its difference and tolerance as numbers (1: English text)."""
 _HASH_CHUNK = 1 << 20
 
 
@@ -59,6 +60,23 @@ class ResultRecord(BaseModel):
     measurement: dict[str, Any] = Field(
         default_factory=dict, description="the full Measurement: distributions, errors, details"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """Read a version 1 record: its rows' difference and tolerance were English text.
+        They are dropped, not parsed: a verdict is judged again whenever a record is reused,
+        and the table reads only the measured figures."""
+        if not isinstance(data, dict) or data.get("record_version", RECORD_VERSION) != 1:
+            return data
+        report = data.get("report")
+        if isinstance(report, dict):
+            metrics = [
+                {**m, "delta": None, "tolerance": None} if isinstance(m, dict) else m
+                for m in report.get("metrics", [])
+            ]
+            data = {**data, "report": {**report, "metrics": metrics}}
+        return {**data, "record_version": RECORD_VERSION}
 
 
 def _hash_file(path: Path, digest: Any) -> None:

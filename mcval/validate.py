@@ -1,16 +1,13 @@
-"""``mcval validate``: measure (or reuse), judge, store and report each submission.
+"""The validation pipeline: measure (or reuse), judge, store, for each submission.
 
 Submissions are independent: one that cannot be read or that crashes its child does not
-stop the others. The exit code is 2 when any file is invalid input, else 1 when any
-submission fails or errors, else 3 when any could not be measured stably (the runner's
-fault: re-run), else 0 — the same locally and in the bot.
+stop the others. This is not command code (no arguments, exit codes or printing of the
+result): ``mcval validate`` (``mcval.commands.validate``) and the demo drive it and report
+what it returns.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,12 +15,10 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED, VERDICT_EXIT_CODES
 from mcval.errors import InputError
-from mcval.policy import Policy, load_policy
-from mcval.render.annotations import annotation
-from mcval.render.comment import SubmissionReport, render_comment
-from mcval.render.terminal import render_terminal
+from mcval.figures import FigureValues
+from mcval.policy import Policy
+from mcval.render.comment import SubmissionReport
 from mcval.results import (
     RecordEnvironment,
     ResultRecord,
@@ -33,13 +28,13 @@ from mcval.results import (
     record_path,
     save_record,
 )
-from mcval.submission.check import check_paths, find_repo_root
+from mcval.submission.check import check_paths
 from mcval.submission.load import LoadedSubmission, submission_id
 from mcval.verdict import Finding, MeasuredFigures, judge
 
 if TYPE_CHECKING:
     from mcval.measure.environment import Environment
-    from mcval.measure.runner import Measurement
+    from mcval.measure.measurement import Measurement
 
 MeasureFunction = Callable[..., "Measurement"]
 
@@ -66,58 +61,38 @@ def figures_of(measurement: Measurement) -> MeasuredFigures:
         if stats is not None and stats.load_peak_mb is not None
     }
     return MeasuredFigures(
-        weights_mb=measurement.weights_mb,
-        latency_cpu_ms=measurement.latency_cpu_ms,
-        latency_gpu_ms=measurement.latency_gpu_ms,
-        ram_mb=measurement.ram_mb,
-        vram_mb=measurement.vram_mb,
-        quality=dict(measurement.quality),
+        **measurement.model_dump(include=set(FigureValues.model_fields)),
         not_applicable=dict(measurement.details.not_applicable),
-        unstable=dict(measurement.unstable),
         load_peak_mb=load_peaks,
         cpu=env.cpu_model if env else None,
         gpu=env.gpu_name if env else None,
     )
 
 
-def resolve_devices(choice: str) -> list[str]:
-    """``all`` means every device this machine has; ``cuda`` without a GPU is an input error."""
-    from mcval.measure.command import resolve_devices as measurable
-
-    devices, problem = measurable(choice)
-    if problem:
-        raise InputError(problem)
-    return devices
-
-
 def measurement_notes(
     loaded: LoadedSubmission, measurement: Measurement, baseline: ResultRecord | None
 ) -> list[Finding]:
     """Claim checks (against the baseline's weights when its result is stored) and the
-    measurement's own warnings, as verdict findings."""
-    from mcval.models.claims import ModelInspection, check_claims
+    measurement's own warnings, as verdict findings.
+
+    The one place claims are checked for a submission: here the baseline is known, so a
+    claim about what changed (pruned, distilled) is checked against the baseline's weights.
+    """
+    from mcval.models.claims import check_claims
+    from mcval.models.inspection import ModelInspection
 
     details = measurement.details
-    claims = list(details.findings)
-    if details.inspection is not None and baseline is not None:
-        stored = baseline.measurement.get("details", {}).get("inspection")
+    notes: list[Finding] = []
+    if details.inspection is not None:
+        stored = baseline.measurement.get("details", {}).get("inspection") if baseline else None
         method = loaded.submission.method
-        claims = check_claims(
+        notes = check_claims(
             method.name,
             method.recipe,
             details.inspection,
             baseline_inspection=ModelInspection.model_validate(stored) if stored else None,
-            baseline_weights_mb=baseline.measured.weights_mb,
-            weights_mb=measurement.weights_mb,
-            notes=method.notes,
             gguf=loaded.submission.model.gguf_file is not None,
         )
-    notes = [
-        # "larger than baseline" is the verdict's own (failing) sanity rule.
-        Finding(code=c.code, severity="warning", message=c.message)
-        for c in claims
-        if c.code != "larger-than-baseline"
-    ]
     notes += [Finding(code="measurement", severity="warning", message=w) for w in details.warnings]
     return notes
 
@@ -162,7 +137,7 @@ class Validator:
             return self._measure(
                 loaded, self.repo_root, self.policy, self.devices, self.skip_quality
             )
-        from mcval.measure.runner import measure_submission
+        from mcval.measure.measurement import measure_submission
 
         def progress(device: str, stage: str) -> None:
             # Plain lines, not a spinner: a redraw thread would compete with the timed calls.
@@ -214,7 +189,9 @@ class Validator:
             return SubmissionReport(id=loaded.id, path=loaded.relpath, record=record, reused=True)
         measurement = self.measure(loaded)
         figures = figures_of(measurement)
-        errors = [e.message for e in measurement.details.errors if e.kind != "input"]
+        errors = [
+            e.message for e in measurement.details.errors if e.kind not in ("input", "runner")
+        ]
         input_errors = [
             InputError(e.message, loaded.relpath, e.line)
             for e in measurement.details.errors
@@ -230,6 +207,12 @@ class Validator:
         )
         if input_errors:
             return SubmissionReport(id=loaded.id, path=loaded.relpath, input_errors=input_errors)
+        if measurement.runner_problem is not None:
+            # This machine could not measure (the hub unreachable): no verdict and nothing
+            # stored, so a stored result stays as it was and the next run measures again.
+            return SubmissionReport(
+                id=loaded.id, path=loaded.relpath, problem=measurement.runner_problem
+            )
         env = measurement.environment
         record = ResultRecord(
             id=loaded.id,
@@ -294,67 +277,3 @@ def validate_paths(paths: Sequence[Path], validator: Validator) -> list[Submissi
     for loaded in valid:
         reports.append(validator.validate(loaded))
     return reports
-
-
-def exit_code(reports: Sequence[SubmissionReport]) -> int:
-    """The most serious outcome wins: invalid input, then a failing submission (something a
-    team must fix), then a figure the runner could not measure stably, then a pass."""
-    if any(r.status == "input" for r in reports):
-        return EXIT_INPUT
-    codes = {VERDICT_EXIT_CODES[r.record.verdict] for r in reports if r.record is not None}
-    for code in (EXIT_FAIL, EXIT_UNMEASURED):
-        if code in codes:
-            return code
-    return EXIT_OK
-
-
-def annotations_for(reports: Sequence[SubmissionReport]) -> list[str]:
-    """Workflow commands pointing at the YAML line of every failing value or bad input, and
-    a warning on every figure the runner could not measure stably."""
-    lines = []
-    for report in reports:
-        for error in report.input_errors:
-            lines.append(annotation("error", error.message, report.path, error.line, error.col))
-        if report.record is None:
-            continue
-        for m in report.record.report.metrics:
-            if m.status == "fail":
-                message = f"{m.label}: reported {m.reported}, measured {m.measured}"
-                message += f" ({m.delta}; {m.note})" if m.note else f" ({m.delta})"
-                lines.append(annotation("error", message, report.path, m.line))
-            elif m.status == "unstable":
-                message = f"{m.label}: measured {m.measured}, {m.note}"
-                lines.append(annotation("warning", message, report.path, m.line))
-        for finding in report.record.report.findings:
-            level = "error" if finding.severity == "fail" else "warning"
-            lines.append(annotation(level, finding.message, report.path, finding.line))
-    return lines
-
-
-def run(args: argparse.Namespace) -> int:
-    repo_root = Path(args.repo).resolve() if args.repo else find_repo_root(Path.cwd())
-    policy = load_policy(repo_root)
-    results_dir = Path(args.results) if args.results else repo_root / policy.results_dir
-    validator = Validator(
-        repo_root,
-        policy,
-        results_dir,
-        resolve_devices(args.device),
-        force=args.force,
-        skip_quality=args.skip_quality,
-    )
-    reports = validate_paths([Path(p) for p in args.paths], validator)
-    # In a CI log (not a terminal) rich would wrap text at 80 columns; keep lines whole.
-    render_terminal(reports, Console(soft_wrap=not sys.stdout.isatty()))
-    markdown = render_comment(reports)
-    if args.markdown:
-        Path(args.markdown).write_text(markdown, encoding="utf-8")
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        with open(summary_file, "a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in annotations_for(reports):
-            print(line)
-    sys.stdout.flush()
-    return exit_code(reports)

@@ -15,9 +15,26 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from mcval.errors import ExitCode
+from mcval.figures import FIGURES, Allowance, Delta, Figure, FigureValues, format_allowance
+from mcval.findings import Finding
 from mcval.metrics import METRICS, MetricKind
 from mcval.policy import Policy, Tolerance
 from mcval.submission.load import LoadedSubmission
+
+__all__ = [
+    "UNSTABLE_OUTCOME",
+    "VERDICT_EXIT_CODES",
+    "Finding",
+    "MeasuredFigures",
+    "MetricStatus",
+    "MetricVerdict",
+    "Verdict",
+    "VerdictStatus",
+    "judge",
+    "same_hardware",
+    "sanity_findings",
+]
 
 MetricStatus = Literal[
     "pass", "info", "fail", "unstable", "not_measured", "not_reported", "not_applicable"
@@ -26,41 +43,28 @@ VerdictStatus = Literal["pass", "fail", "error", "unmeasured"]
 """``unmeasured``: the runner could not measure stably (other load disturbed it). That is
 the runner's fault, never a verdict against the submission: re-run (exit code 3)."""
 
+VERDICT_EXIT_CODES: dict[VerdictStatus, ExitCode] = {
+    "pass": ExitCode.OK,
+    "fail": ExitCode.FAIL,
+    "error": ExitCode.FAIL,  # the submission's own child crashed, hung or ran out of memory
+    "unmeasured": ExitCode.UNMEASURED,
+}
+"""The exit code of a run whose submissions all end with this verdict (``mcval validate``
+takes the most serious of a mixed run); ``ci report`` checks each cell against it."""
+
 UNSTABLE_OUTCOME = "could not measure stably; re-run"
 """The outcome when an unstable figure keeps a submission from passing and nothing stable
 fails it; also an unstable figure's note when the runner gave no reason."""
 
-HARDWARE_FIELDS: dict[str, Literal["cpu", "gpu"]] = {
-    "latency_cpu_ms": "cpu",
-    "ram_mb": "cpu",
-    "latency_gpu_ms": "gpu",
-    "vram_mb": "gpu",
-}
-FIELD_LABELS = {
-    "weights_mb": "Weight size (MB)",
-    "latency_cpu_ms": "CPU latency (ms)",
-    "latency_gpu_ms": "GPU latency (ms)",
-    "ram_mb": "Peak RAM (MB)",
-    "vram_mb": "Peak VRAM (MB)",
-}
+LARGER_TOLERANCE = 0.001
+"""A compressed row may be this much larger than its baseline before it must say why."""
 
 
-class MeasuredFigures(BaseModel):
+class MeasuredFigures(FigureValues):
     """The runner's headline numbers for one submission (what the table shows)."""
 
-    weights_mb: float | None = None
-    latency_cpu_ms: float | None = None
-    latency_gpu_ms: float | None = None
-    ram_mb: float | None = None
-    vram_mb: float | None = None
-    quality: dict[str, float] = Field(default_factory=dict)
     not_applicable: dict[str, str] = Field(
         default_factory=dict, description="device ('cpu'/'cuda') → reason its figures are absent"
-    )
-    unstable: dict[str, str] = Field(
-        default_factory=dict,
-        description="figure key ('latency_cpu_ms', 'ram_mb', …) → why it could not be measured "
-        "stably; such a figure is shown but never passes or fails a submission",
     )
     load_peak_mb: dict[str, float] = Field(
         default_factory=dict,
@@ -78,20 +82,11 @@ class MetricVerdict(BaseModel):
     label: str
     reported: float | None
     measured: float | None
-    delta: str | None = Field(description="difference as shown, e.g. '+0.4 %' or '-1.2 pp'")
-    tolerance: str | None
+    delta: Delta | None = Field(description="reported − measured, relative or in a unit")
+    tolerance: Allowance | None = Field(description="what the difference was judged against")
     status: MetricStatus
     note: str | None = None
     line: int | None = Field(default=None, description="line of the reported value")
-
-
-class Finding(BaseModel):
-    """A sanity rule or claim check that fired, with its evidence."""
-
-    code: str
-    severity: Literal["fail", "warning"]
-    message: str
-    line: int | None = None
 
 
 class Verdict(BaseModel):
@@ -164,28 +159,26 @@ def _within(tolerance: Tolerance, reported: float, measured: float) -> bool:
     return False
 
 
-def _quality_scale(metric: str) -> tuple[float, str]:
-    """How an absolute difference of a metric is shown: fractions in percentage points."""
+def _quality_unit(metric: str) -> tuple[float, str]:
+    """How an absolute difference of a metric is kept: fractions in percentage points."""
     info = METRICS.get(metric)
     if info is not None and info.kind is MetricKind.FRACTION:
-        return 100.0, " pp"
+        return 100.0, "pp"
     return 1.0, ""
 
 
-def _describe(tolerance: Tolerance, scale: float, unit: str) -> str:
-    parts = []
-    if tolerance.relative is not None:
-        parts.append(f"±{tolerance.relative * 100:g} %")
-    if tolerance.absolute is not None:
-        parts.append(f"±{tolerance.absolute * scale:g}{unit}")
-    return " or ".join(parts)
+def _allowance(tolerance: Tolerance, scale: float, unit: str) -> Allowance:
+    absolute = tolerance.absolute * scale if tolerance.absolute is not None else None
+    return Allowance(relative=tolerance.relative, absolute=absolute, unit=unit)
 
 
-def _delta(tolerance: Tolerance, reported: float, measured: float, scale: float, unit: str) -> str:
+def _delta(
+    tolerance: Tolerance, reported: float, measured: float, scale: float, unit: str
+) -> Delta:
     """Reported minus measured, in the tolerance's own terms (relative when it has one)."""
     if tolerance.relative is None or not measured:
-        return f"{(reported - measured) * scale:+.2f}{unit}"
-    return f"{(reported - measured) / measured * 100:+.1f} %"
+        return Delta(kind="absolute", value=(reported - measured) * scale, unit=unit)
+    return Delta(kind="relative", value=(reported - measured) / measured)
 
 
 def _compare(
@@ -198,7 +191,6 @@ def _compare(
     line: int | None,
     scale: float = 1.0,
     unit: str = "",
-    hardware_dependent: bool = False,
     same_hw: bool = True,
     implausible_factor: float = 10.0,
     not_applicable: str | None = None,
@@ -211,11 +203,11 @@ def _compare(
         "measured": measured,
         "line": line,
     }
-    tolerance_text = _describe(tolerance, scale, unit)
+    allowance = _allowance(tolerance, scale, unit)
     if measured is None:
         status: MetricStatus = "not_applicable" if not_applicable else "not_measured"
         note = not_applicable or ("not measured on this runner" if reported is not None else None)
-        return MetricVerdict(**base, delta=None, tolerance=tolerance_text, status=status, note=note)
+        return MetricVerdict(**base, delta=None, tolerance=allowance, status=status, note=note)
     if unstable is not None:
         # Shown, never judged: a disturbed figure must neither pass nor fail (nor be
         # published), whether or not the team reported it and on whatever hardware.
@@ -224,27 +216,26 @@ def _compare(
         return MetricVerdict(
             **base,
             delta=None if reported is None else _delta(tolerance, reported, measured, scale, unit),
-            tolerance=tolerance_text,
+            tolerance=allowance,
             status="unstable",
             note=note,
         )
     if reported is None:
-        return MetricVerdict(**base, delta=None, tolerance=tolerance_text, status="not_reported")
+        return MetricVerdict(**base, delta=None, tolerance=allowance, status="not_reported")
     delta = _delta(tolerance, reported, measured, scale, unit)
-    if hardware_dependent and not same_hw:
+    if not same_hw:
         ratio = max(reported, measured) / max(min(reported, measured), 1e-9)
         if ratio > implausible_factor:
             note = (
                 f"implausible: {ratio:.1f}× the runner's figure (more than "
                 f"×{implausible_factor:g} even on other hardware)"
             )
-            return MetricVerdict(
-                **base, delta=delta, tolerance=f"×{implausible_factor:g}", status="fail", note=note
-            )
+            factor = Allowance(factor=implausible_factor)
+            return MetricVerdict(**base, delta=delta, tolerance=factor, status="fail", note=note)
         return MetricVerdict(
             **base,
             delta=delta,
-            tolerance=tolerance_text,
+            tolerance=allowance,
             status="info",
             note="other hardware: shown for information",
         )
@@ -252,9 +243,41 @@ def _compare(
     return MetricVerdict(
         **base,
         delta=delta,
-        tolerance=tolerance_text,
+        tolerance=allowance,
         status="pass" if ok else "fail",
-        note=None if ok else f"outside {tolerance_text}",
+        # The note is the English sentence of failures and annotations; the comment and
+        # the terminal write the tolerance column from the numbers, in their own language.
+        note=None if ok else f"outside {format_allowance(allowance)}",
+    )
+
+
+_DEVICE_ORDER = {None: 0, "cpu": 1, "gpu": 2}
+_RUNNER_DEVICE = {"cpu": "cpu", "gpu": "cuda"}
+"""A figure's device → the runner's name for it (the keys of ``not_applicable``)."""
+
+
+def _judge_figure(
+    figure: Figure, loaded: LoadedSubmission, measured: MeasuredFigures, policy: Policy
+) -> MetricVerdict:
+    """One figure: strict when hardware-independent, else judged as its device allows."""
+    key, device = figure.key, figure.device
+    reported = loaded.submission.reported
+    tolerances = policy.tolerances
+    same_hw = device is None or same_hardware(
+        getattr(reported.hardware, device), getattr(measured, device)
+    )
+    return _compare(
+        key,
+        figure.text["en"].row,
+        getattr(reported, key),
+        getattr(measured, key),
+        getattr(tolerances, figure.tolerance),
+        line=loaded.line_of("reported", key),
+        unit=figure.unit,
+        same_hw=same_hw,
+        implausible_factor=tolerances.implausible_factor,
+        not_applicable=measured.not_applicable.get(_RUNNER_DEVICE[device]) if device else None,
+        unstable=measured.unstable.get(key),
     )
 
 
@@ -279,42 +302,12 @@ def judge(
     rep = sub.reported
     tol = policy.tolerances
     metrics: list[MetricVerdict] = []
-    na_cpu = measured.not_applicable.get("cpu")
-    na_gpu = measured.not_applicable.get("cuda")
-    metrics.append(
-        _compare(
-            "weights_mb",
-            FIELD_LABELS["weights_mb"],
-            rep.weights_mb,
-            measured.weights_mb,
-            tol.weights_mb,
-            line=loaded.line_of("reported", "weights_mb"),
-            unit=" MB",
-            unstable=measured.unstable.get("weights_mb"),
-        )
-    )
-    for field, kind in HARDWARE_FIELDS.items():
-        runner_hw = measured.cpu if kind == "cpu" else measured.gpu
-        team_hw = rep.hardware.cpu if kind == "cpu" else rep.hardware.gpu
-        tolerance = tol.latency_ms if field.startswith("latency") else tol.memory_mb
-        metrics.append(
-            _compare(
-                field,
-                FIELD_LABELS[field],
-                getattr(rep, field),
-                getattr(measured, field),
-                tolerance,
-                line=loaded.line_of("reported", field),
-                hardware_dependent=True,
-                same_hw=same_hardware(team_hw, runner_hw),
-                implausible_factor=tol.implausible_factor,
-                not_applicable=na_cpu if kind == "cpu" else na_gpu,
-                unstable=measured.unstable.get(field),
-            )
-        )
+    # Weights first, then each device's figures together (CPU latency, RAM, GPU latency...).
+    for figure in sorted(FIGURES.values(), key=lambda f: _DEVICE_ORDER[f.device]):
+        metrics.append(_judge_figure(figure, loaded, measured, policy))
     for metric in sorted(set(sub.evaluation.metrics) | set(rep.quality)):
         info = METRICS.get(metric)
-        scale, unit = _quality_scale(metric)
+        scale, unit = _quality_unit(metric)
         tolerance = tol.quality.get(metric, Tolerance(relative=0.01))
         metrics.append(
             _compare(
@@ -345,73 +338,57 @@ def judge(
     )
 
 
+_WEIGHTS = ("reported", "weights_mb")
+_VRAM = ("reported", "vram_mb")
+
+
 def sanity_findings(
     loaded: LoadedSubmission, measured: MeasuredFigures, baseline: MeasuredFigures | None
 ) -> list[Finding]:
-    """Reports that cannot be right on any hardware (PRODUCT.md's evidence list)."""
+    """Reports that cannot be right on any hardware (the 2025 table's evidence).
+
+    Each sanity rule lives here alone and fails the submission. A quality value outside
+    its metric's range never gets this far: ``load_submission`` rejects it with the fix
+    (``write 0.81 or "81%"``), since it is nearly always a unit slip in the file.
+    """
     sub = loaded.submission
     rep = sub.reported
     found: list[Finding] = []
 
-    def add(code: str, severity: Literal["fail", "warning"], message: str, *path: str) -> None:
+    def add(code: str, message: str, path: tuple[str, ...], **evidence: float) -> None:
+        line = loaded.line_of(*path)
         found.append(
-            Finding(
-                code=code,
-                severity=severity,
-                message=message,
-                line=loaded.line_of(*path) if path else None,
-            )
+            Finding(code=code, severity="fail", message=message, line=line, evidence=evidence)
         )
 
     if rep.weights_mb == 0:
-        add(
-            "zero-size",
-            "fail",
-            "reported weight size is 0 MB; a model has weights",
-            "reported",
-            "weights_mb",
-        )
+        add("zero-size", "reported weight size is 0 MB; a model has weights", _WEIGHTS)
     if rep.vram_mb is not None and rep.vram_mb > 0 and rep.latency_gpu_ms is None:
         add(
             "vram-without-gpu-time",
-            "fail",
             "VRAM is reported but no GPU latency: the model never ran on a GPU",
-            "reported",
-            "vram_mb",
+            _VRAM,
         )
     if rep.vram_mb == 0 and rep.latency_gpu_ms:
         add(
             "gpu-time-without-vram",
-            "fail",
             "a GPU latency is reported with 0 MB of VRAM: a model on a GPU occupies its memory",
-            "reported",
-            "vram_mb",
+            _VRAM,
         )
-    for metric, value in rep.quality.items():
-        info = METRICS.get(metric)
-        if info and (value < info.minimum or (info.maximum is not None and value > info.maximum)):
-            add(
-                "quality-range",
-                "fail",
-                f"{metric} = {value:g} is outside the metric's range",
-                "reported",
-                "quality",
-                metric,
-            )
     if (
         baseline is not None
         and sub.method.baseline
         and measured.weights_mb is not None
         and baseline.weights_mb is not None
-        and measured.weights_mb > baseline.weights_mb * 1.001
-        and not sub.method.notes
+        and measured.weights_mb > baseline.weights_mb * (1 + LARGER_TOLERANCE)
+        and not (sub.method.notes and sub.method.notes.strip())
     ):
         add(
             "larger-than-baseline",
-            "fail",
             f"the compressed model ({measured.weights_mb:.2f} MB) is larger than its baseline "
             f"{sub.method.baseline} ({baseline.weights_mb:.2f} MB); explain why in method.notes",
-            "method",
-            "baseline",
+            ("method", "baseline"),
+            weights_mb=measured.weights_mb,
+            baseline_weights_mb=baseline.weights_mb,
         )
     return found

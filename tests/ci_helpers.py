@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
-from mcval.ci import register, slug_of
-from mcval.errors import InputError, InputErrors, McvalError
+from mcval.ci.actions import github_client
+from mcval.ci.plan import slug_of
+from mcval.cli import build_parser, dispatch
 from mcval.policy import Policy
 from mcval.results import RecordEnvironment, ResultRecord, save_record
 from mcval.submission import load_submission
@@ -67,23 +67,14 @@ FAST_CLIENT = {
     "seconds_between_requests": None,
     "seconds_between_writes": None,
 }
+FAST_CONNECT = partial(github_client, **FAST_CLIENT)
+"""The steps' GitHub client from the Actions variables, with fast retries and no throttle."""
 
 
 def ci_main(argv: list[str]) -> int:
-    """``mcval <argv>`` with the ``ci`` tree, handling errors exactly as ``mcval.cli.main``."""
-    parser = argparse.ArgumentParser(prog="mcval")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args))
-    except InputErrors as exc:
-        for error in exc.errors:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (InputError, McvalError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``mcval <argv>`` with the ``ci`` tree built around ``FAST_CONNECT``, errors handled by
+    ``mcval.cli.dispatch`` exactly as ``mcval.cli.main`` handles them."""
+    return dispatch(build_parser(connect=FAST_CONNECT).parse_args(argv))
 
 
 def read_outputs(path: Path) -> dict[str, str]:

@@ -33,10 +33,10 @@ from test_models_safety import write_malicious_bin
 from test_validate import ENV, measurement
 from tiny_models import LOAD_TOLERANT_TOML
 
-import mcval.ci
+from mcval.ci.rules import ChangedFile, check_team_ownership, comment_body
 from mcval.cli import main as mcval_main
-from mcval.github import MARKER, ChangedFile, check_team_ownership, comment_body
 from mcval.policy import GithubPolicy, Policy
+from mcval.render.comment import MARKER
 
 FILE = "submissions/alpha/s.yaml"
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -188,14 +188,15 @@ def attempt(
     expected: list[str],
     prefix: str = "error  ",
     error_prefix: str | None = None,
+    main: Callable[[list[str]], int] = mcval_main,
 ) -> str:
-    """Run ``mcval <argv>``; record and assert code, exact error lines, no traceback, no
-    side effect. ``expected`` are whole output lines without ``prefix``; with
-    ``error_prefix`` no other line may start with it (no stray second error)."""
+    """Run ``mcval <argv>`` (through ``main``); record and assert code, exact error lines,
+    no traceback, no side effect. ``expected`` are whole output lines without ``prefix``;
+    with ``error_prefix`` no other line may start with it (no stray second error)."""
     capsys.readouterr()
     before = snapshot(w.root, w.outside)
     try:
-        got = mcval_main(argv)
+        got = main(argv)
         crashed = False
     except SystemExit as exc:  # argparse
         got, crashed = int(exc.code or 0), False
@@ -757,7 +758,7 @@ def test_pull_request_into_another_teams_directory_is_refused(
 ) -> None:
     """The file itself is consistent (team: beta in submissions/beta/), so only the
     ownership rule can see that alice is not beta: `mcval ci changed` exits 1, one line."""
-    from ci_helpers import FAST_CLIENT
+    from ci_helpers import ci_main
 
     world.write("mcval.toml", '[github.teams]\nalpha = ["alice"]\nbeta = ["bob"]\n')
     with FakeGithub() as fake:
@@ -770,7 +771,6 @@ def test_pull_request_into_another_teams_directory_is_refused(
             {"submissions/beta/s.yaml": edit("team: alpha", "team: beta")},
             author="alice",
         )
-        monkeypatch.setattr(mcval.ci, "CLIENT_OPTIONS", FAST_CLIENT)
         monkeypatch.setenv("GITHUB_TOKEN", "ro")
         monkeypatch.setenv("GITHUB_REPOSITORY", "course/table")
         monkeypatch.setenv("GITHUB_API_URL", fake.url)
@@ -788,6 +788,7 @@ def test_pull_request_into_another_teams_directory_is_refused(
                 "it (your team is alpha)"
             ],
             error_prefix="error: ",
+            main=ci_main,
         )
         assert fake.count("POST", ".") == 0  # nothing written to GitHub either
 
@@ -985,8 +986,8 @@ def test_unreadable_audio_row_fails_the_verdict(
     (error,) = record.report.errors
     assert error.startswith(expected_error)
     # `mcval measure` prints the same message through rich: literally, without a crash.
-    from mcval.measure import runner
-    from mcval.measure.runner import Measurement
+    from mcval.measure import measurement as runner
+    from mcval.measure.measurement import Measurement
 
     stored = Measurement.model_validate(record.measurement)
     with pytest.MonkeyPatch.context() as mp:
@@ -1017,7 +1018,7 @@ def test_free_text_is_escaped_in_comment_and_readme(
     """method.name, method.notes, model.id and hardware.cpu/gpu hold HTML, Markdown,
     mentions, a fake marker and a line break; the comment and the README show them as
     text (exact escapes), with one marker, no live mention and no extra table row."""
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
     from mcval.render.readme import current_block
 
     text = (

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from ci_helpers import (
-    FAST_CLIENT,
     INT8_MEASURED,
     INT8_YAML,
     RUNNER,
@@ -25,11 +24,10 @@ from ci_helpers import (
 )
 from fake_github import FakeGithub
 
-import mcval.ci
-from mcval.ci import slug_of
+from mcval.ci.plan import slug_of
+from mcval.ci.rules import comment_body
 from mcval.cli import main as mcval_main
-from mcval.github import MARKER, comment_body
-from mcval.render.comment import SubmissionReport, render_comment
+from mcval.render.comment import MARKER, SubmissionReport, render_comment
 from mcval.results import ResultRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +71,6 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeGithu
             (checkout / path).parent.mkdir(parents=True, exist_ok=True)
             data = content.encode() if isinstance(content, str) else content
             (checkout / path).write_bytes(data)
-        monkeypatch.setattr(mcval.ci, "CLIENT_OPTIONS", FAST_CLIENT)
         monkeypatch.setenv("GITHUB_REPOSITORY", BASE)
         monkeypatch.setenv("GITHUB_API_URL", fake.url)
         monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")

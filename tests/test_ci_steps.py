@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from ci_helpers import (
-    FAST_CLIENT,
     INT8_MEASURED,
     INT8_YAML,
     RUNNER,
@@ -21,9 +20,10 @@ from ci_helpers import (
 )
 from fake_github import FakeGithub
 
-import mcval.ci
-from mcval.ci import load_untrusted_json, slug_of
-from mcval.github import MARKER
+from mcval.ci.plan import slug_of
+from mcval.ci.status import commit_status
+from mcval.ci.untrusted import load_untrusted_json
+from mcval.render.comment import MARKER, RunSummary, SubmissionReport, render_comment
 from mcval.verdict import MeasuredFigures
 
 BASE = "course/table"
@@ -47,7 +47,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGithub]:
         server.add_token("rw", "pull-requests:write", "statuses:write", "contents:write")
         server.create_repo(BASE, {"README.md": "# Course\n", YAML.format(name="old"): "old\n"})
         server.fork(BASE, FORK)
-        monkeypatch.setattr(mcval.ci, "CLIENT_OPTIONS", FAST_CLIENT)
         monkeypatch.setenv("GITHUB_TOKEN", "rw")
         monkeypatch.setenv("GITHUB_REPOSITORY", BASE)
         monkeypatch.setenv("GITHUB_API_URL", server.url)
@@ -265,8 +264,9 @@ def test_report_renders_records_and_distrusts_everything_else(repo: Path, tmp_pa
     argv += [matrix(*ids), "--head-sha", "f" * 40, "--output", str(out)]
     assert ci_main(argv) == 0
     text = out.read_text()
-    assert text.startswith(
-        f"{MARKER}\n## mcval: results check\n\n2 submission(s): 1 pass, 1 fail.\n"
+    assert text.startswith(  # every cell counted, as in the status (issue 13)
+        f"{MARKER}\n## mcval: results check\n\n"
+        "7 submission(s): 1 pass, 1 fail, 1 invalid, 4 could not be measured.\n"
     )
     assert "### ✅ pass · ml_masters/whisper-small-fp32 — Whisper · openai/whisper-small" in text
     assert "### ❌ fail · ml_masters/whisper-small-int8 — INT8 dynamic" in text
@@ -394,9 +394,53 @@ def test_publish_step_refuses_symlinks(
 
 def test_ci_module_does_not_import_pygithub_or_torch() -> None:
     code = (
-        "import sys, argparse; import mcval.ci as ci; "
-        "p = argparse.ArgumentParser(); ci.register(p.add_subparsers()); "
+        "import sys; import mcval.cli as cli; cli.build_parser(); "
+        "import mcval.ci.plan, mcval.ci.fetch, mcval.ci.report, mcval.ci.comment; "
+        "import mcval.ci.status, mcval.ci.publish; "
         "print('github' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_report_summary_counts_every_cell_in_the_comment_and_the_status(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Issue 13: with a cell that could not be measured the commit status said "3
+    submission(s): 2 passed, 1 could not be measured" while the comment said "2
+    submission(s): 2 pass". One summary feeds both, so they count the same cells."""
+    fp32 = make_record(repo, FP32, FP32_MEASURED)
+    assert fp32.verdict == "pass"
+    art = tmp_path / "art"
+    write_cell(art, fp32.id, "0\n", fp32)
+    write_cell(art, "t/copy", "0\n", fp32.model_copy(update={"id": "t/copy"}))
+    out = tmp_path / "comment.md"
+    argv = ["ci", "report", "--repo", str(repo), "--artifacts", str(art), "--output", str(out)]
+    assert ci_main([*argv, "--matrix", matrix(fp32.id, "t/copy", "t/missing")]) == 0
+    text = out.read_text()
+    outputs = read_outputs(tmp_path / "output")
+    assert outputs == {
+        "state": "error",
+        "description": "3 submission(s): 2 passed, 1 could not be measured",
+    }
+    assert text.startswith(
+        f"{MARKER}\n## mcval: results check\n\n3 submission(s): 2 pass, 1 could not be measured.\n"
+    )
+    assert "| t/missing | ⚠️ could not be measured |" in text
+    assert text.count("the job's results artifact is missing") == 1
+
+
+def test_comment_line_and_commit_status_read_one_summary() -> None:
+    reports = [
+        SubmissionReport("t/a", "submissions/t/a.yaml", problem="the artifact is missing"),
+        SubmissionReport("t/b", "submissions/t/b.yaml"),
+    ]
+    summary = RunSummary.of(reports)
+    assert summary.line() == "2 submission(s): 1 invalid, 1 could not be measured."
+    assert commit_status(summary) == (
+        "error",
+        "2 submission(s): 0 passed, 1 failed, 1 could not be measured",
+    )
+    assert commit_status(RunSummary.of([])) == ("success", "no submission changed")
+    with pytest.raises(ValueError, match="does not count these reports"):
+        render_comment(reports[:1], summary=summary)

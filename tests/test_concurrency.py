@@ -20,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ci_helpers import FAST_CLIENT
+from ci_helpers import FAST_CLIENT, ci_main
 from fake_github import FakeGithub
 from fixtures.records import make_record
 
-import mcval.ci
 from mcval.cli import main as mcval_main
+from mcval.commands import table as table_command
 from mcval.errors import McvalError
 from mcval.github import BranchView, GithubClient
 from mcval.lock import checkout_lock, lock_path
 from mcval.policy import DEFAULT_HEADING, Policy
-from mcval.render import table_command
 from mcval.render.readme import GENERATED_MARKER, current_block, replace_table
 from mcval.render.table import HEADERS, render_block
 from mcval.results import ResultRecord, save_record
@@ -270,7 +269,6 @@ def test_two_ci_publish_runs_at_once_keep_every_file(
     and the README the branch changed meanwhile is left out with a warning, never
     overwritten with a table missing the other row. The next serialized run, from the
     tip, regenerates the README with both rows."""
-    monkeypatch.setattr(mcval.ci, "CLIENT_OPTIONS", FAST_CLIENT)
     monkeypatch.setattr(table_command, "render_plot", ids_plot)
     monkeypatch.setenv("GITHUB_TOKEN", "rw")
     monkeypatch.setenv("GITHUB_REPOSITORY", BASE)
@@ -291,7 +289,7 @@ def test_two_ci_publish_runs_at_once_keep_every_file(
 
     def publish(root: Path) -> None:
         codes.append(
-            mcval_main(
+            ci_main(
                 [
                     *("ci", "publish", "--repo", str(root), "--base-sha", base_sha),
                     *("--files", "README.md", "results"),
@@ -323,6 +321,6 @@ def test_two_ci_publish_runs_at_once_keep_every_file(
         (tip / "submissions" / "alpha").mkdir(parents=True, exist_ok=True)
         (tip / "submissions" / "alpha" / f"{name}.yaml").write_text("schema: 1\n")
     assert mcval_main(["table", "--repo", str(tip)]) == 0
-    assert mcval_main(["ci", "publish", "--repo", str(tip), "--files", "README.md"]) == 0
+    assert ci_main(["ci", "publish", "--repo", str(tip), "--files", "README.md"]) == 0
     readme = (fake.file_at(BASE, "main", "README.md") or b"").decode()
     assert table_rows(readme) == ["org/first", "org/second"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mcval import demo
+from mcval.commands import demo
 from mcval.policy import DEFAULT_HEADING
 from mcval.render.readme import current_block, table_cells
 from mcval.results import load_all
@@ -107,7 +107,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
         return  # a disturbed result is never reused: the second run would measure again
 
     # Second run, new demo folder, same cache: nothing is measured again.
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
 
     def no_measuring(*args: object, **kwargs: object) -> None:
         raise AssertionError("the second demo run measured again")

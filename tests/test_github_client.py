@@ -9,19 +9,21 @@ from collections.abc import Iterator
 import pytest
 from fake_github import NOT_ACCESSIBLE, FakeGithub
 
-from mcval.github import (
-    MARKER,
+from mcval.ci.rules import (
     ChangedFile,
-    GithubClient,
-    GithubError,
-    GithubPermissionError,
-    PublishConflictError,
     check_paths_allowed,
     check_team_ownership,
     comment_body,
     glob_to_regex,
 )
+from mcval.github import (
+    GithubClient,
+    GithubError,
+    GithubPermissionError,
+    PublishConflictError,
+)
 from mcval.policy import GithubPolicy, Policy
+from mcval.render.comment import MARKER
 
 BASE = "course/table"
 FORK = "student/table"

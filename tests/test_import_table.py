@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from mcval.commands.import_table import import_table as run
 from mcval.errors import InputError
 from mcval.importer import (
     TODO,
@@ -16,7 +16,6 @@ from mcval.importer import (
     import_table,
     load_team_map,
     parse_measure,
-    run,
     split_quality,
 )
 from mcval.policy import Policy
@@ -239,21 +238,14 @@ def test_run_prints_the_report_and_exit_codes(
 ) -> None:
     (tmp_path / ".git").mkdir()
     out = tmp_path / "submissions"
-    ns = argparse.Namespace(
-        readme=str(FIXTURES / "README-a6aeb88.md"),
-        out=str(out),
-        team_map=None,
-        default_team="demo",
-        repo=str(tmp_path),
-    )
-    assert run(ns) == 1
+    ns: dict[str, Any] = {"out": out, "team_map": None, "default_team": "demo", "repo": tmp_path}
+    assert run(FIXTURES / "README-a6aeb88.md", **ns) == 1
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].endswith("README-a6aeb88.md: 1 table(s), 1 submission file(s)")
     assert printed[1] == f"  wrote  {out / 'demo/original.yaml'} (6 TODO)"
     assert printed[2] == "2 cell(s) could not be converted:"
     assert printed[3].startswith("  README-a6aeb88.md:69: table 1, row 1, column 'Размер весов'")
-    ns.readme = str(FIXTURES / "README-36b8cd1.md")
-    assert run(ns) == 0
+    assert run(FIXTURES / "README-36b8cd1.md", **ns) == 0
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,10 @@ from typing import Any
 import pytest
 from tiny_models import LOAD_TOLERANT_TOML, build_tiny_bert_classifier
 
-from mcval.measure import command
-from mcval.measure.runner import Measurement
+from mcval.cli import main
+from mcval.commands import measure as command
+from mcval.measure import devices
+from mcval.measure.measurement import Measurement
 
 SUBMISSION = """\
 schema: 1
@@ -51,13 +52,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def args(path: Path, **kw: Any) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    ns = parser.parse_args([str(path)])
-    for k, v in kw.items():
-        setattr(ns, k, v)
-    return ns
+def args(path: Path, **kw: Any) -> dict[str, Any]:
+    """``command.measure``'s arguments: the file and the options given."""
+    return {"path": path, **kw}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +67,13 @@ def json_run(repo: Path) -> tuple[int, str, str]:
     capture.setattr(sys, "stdout", out)
     capture.setattr(sys, "stderr", err)
     try:
-        code = command.run(
-            args(repo / "submissions/testers/fp32.yaml", json=True, skip_quality=True, device="cpu")
+        code = command.measure(
+            **args(
+                repo / "submissions/testers/fp32.yaml",
+                as_json=True,
+                skip_quality=True,
+                device="cpu",
+            )
         )
     finally:
         capture.undo()
@@ -121,8 +123,8 @@ def test_readable_table(json_run: tuple[int, str, str]) -> None:
 def test_cuda_without_gpu_is_a_usage_error(
     repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(command, "cuda_available", lambda: False)
-    code = command.run(args(repo / "submissions/testers/fp32.yaml", device="cuda"))
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    code = main(["measure", str(repo / "submissions/testers/fp32.yaml"), "--device", "cuda"])
     assert code == 2
     assert capsys.readouterr().err == (
         "error: --device cuda: no CUDA GPU is available on this machine "
@@ -135,24 +137,24 @@ def test_invalid_submission_is_an_input_error(
 ) -> None:
     bad = repo / "submissions" / "testers" / "bad.yaml"
     bad.write_text(SUBMISSION.replace("team: testers", "team: testers\nteem: x"), "utf-8")
-    code = command.run(args(bad, device="cpu"))
+    code = main(["measure", str(bad), "--device", "cpu"])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: submissions/testers/bad.yaml:3:1: unknown field 'teem'")
 
 
 def test_devices_for_all_without_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(command, "cuda_available", lambda: False)
-    assert command.resolve_devices("all") == (["cpu"], None)
-    assert command.resolve_devices("cpu") == (["cpu"], None)
-    monkeypatch.setattr(command, "cuda_available", lambda: True)
-    assert command.resolve_devices("all") == (["cpu", "cuda"], None)
-    assert command.resolve_devices("cuda") == (["cuda"], None)
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+    assert devices.resolve_devices("all") == (["cpu"], None)
+    assert devices.resolve_devices("cpu") == (["cpu"], None)
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    assert devices.resolve_devices("all") == (["cpu", "cuda"], None)
+    assert devices.resolve_devices("cuda") == (["cuda"], None)
 
 
 def test_hidden_cuda_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert command.cuda_available() is False
+    assert devices.cuda_available() is False
 
 
 STARVED = "other load starved this process (CPU use 31 % of 2 threads)"
@@ -162,8 +164,8 @@ def starved_measurement() -> Measurement:
     """What a student's busy laptop gives for a bf16 row: CPU latency marked unstable, RAM
     during inference below the fp32 copy the cast made while loading."""
     from mcval.measure.latency import LatencyStats
+    from mcval.measure.measurement import MeasurementDetails
     from mcval.measure.memory import RamStats
-    from mcval.measure.runner import MeasurementDetails
 
     latency = LatencyStats(
         median_ms=1103.95,
@@ -238,14 +240,17 @@ def test_unstable_figure_is_printed_with_its_warning() -> None:
 def test_unstable_measurement_exits_3_with_the_map_in_json(
     repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mcval.measure import runner
+    from mcval.measure import measurement as runner
 
     monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: starved_measurement())
-    code = command.run(args(repo / "submissions/testers/fp32.yaml", json=True, device="cpu"))
+    code = command.measure(
+        **args(repo / "submissions/testers/fp32.yaml", as_json=True, device="cpu")
+    )
     assert code == 3
     data = json.loads(capsys.readouterr().out)
     assert data["unstable"] == {"latency_cpu_ms": STARVED}
     assert data["latency_cpu_ms"] == 1103.95  # still filled in: shown, with its warning
     quiet = starved_measurement().model_copy(update={"unstable": {}})
     monkeypatch.setattr(runner, "measure_submission", lambda *a, **k: quiet)
-    assert command.run(args(repo / "submissions/testers/fp32.yaml", json=True, device="cpu")) == 0
+    fp32 = repo / "submissions/testers/fp32.yaml"
+    assert command.measure(**args(fp32, as_json=True, device="cpu")) == 0

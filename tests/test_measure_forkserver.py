@@ -18,8 +18,8 @@ import pytest
 from pydantic import BaseModel
 
 from mcval.measure import forkserver
-from mcval.measure.isolation import ChildMessage, child_env, classify_failure, run_isolated
 from mcval.measure.memory import MIB, read_status
+from mcval.measure.supervisor import ChildMessage, child_env, classify_failure, run_isolated
 
 TESTS = str(Path(__file__).parent)
 HERE = "test_measure_forkserver"

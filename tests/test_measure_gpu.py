@@ -39,7 +39,7 @@ def test_runner_measures_cuda_latency_vram_and_quality(tmp_path: Path) -> None:
 
     from tiny_models import build_tiny_bert_classifier
 
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
     from mcval.policy import MeasurePolicy, Policy
     from mcval.submission.load import load_submission
 

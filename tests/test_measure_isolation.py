@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from mcval.measure.isolation import run_isolated
+from mcval.measure.supervisor import run_isolated
 
 TESTS = str(Path(__file__).parent)
 HERE = "test_measure_isolation"

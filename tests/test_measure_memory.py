@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from mcval.measure.isolation import run_isolated
 from mcval.measure.memory import PeakRSS, RamStats, current_rss, read_status, reset_peak_rss
+from mcval.measure.supervisor import run_isolated
 
 TESTS = str(Path(__file__).parent)
 MB = 200

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from tiny_models import LOAD_TOLERANT
 
+from mcval.models.claims import check_claims
 from mcval.policy import MeasurePolicy, Policy
 from mcval.submission.load import LoadedSubmission, load_submission
 
@@ -134,7 +135,7 @@ def policy(**measure: Any) -> Policy:
 
 @pytest.fixture(scope="module")
 def bert_measurement(repo: Path) -> Any:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     loaded = write_submission(repo, "fp32", "models/tiny-bert")
     stages: list[tuple[str, str]] = []
@@ -177,7 +178,10 @@ def test_real_model_cpu_measurement(repo: Path, bert_measurement: Any) -> None:
     assert m.latency_gpu_ms is None and m.vram_mb is None
     assert m.environment is not None and m.environment.threads == 1
     assert m.environment.torch_version == torch.__version__
-    assert m.details.inspection is not None and m.details.findings == []
+    # The runner inspects the weights; their claims are checked once, by validate.
+    method = loaded.submission.method
+    assert m.details.inspection is not None
+    assert check_claims(method.name, method.recipe, m.details.inspection) == []
     assert [s for d, s in stages if d == "cpu"][:2] == ["loading model", "loading preprocessor"]
     assert "evaluating quality" in [s for _, s in stages]
 
@@ -196,7 +200,7 @@ def test_json_has_the_documented_top_level_keys(bert_measurement: Any) -> None:
 
 @pytest.mark.slow
 def test_dynamic_int8_recipe_is_measured_at_packed_size(repo: Path, bert_measurement: Any) -> None:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     fp32, _ = bert_measurement
     loaded = write_submission(
@@ -215,7 +219,7 @@ def test_dynamic_int8_recipe_is_measured_at_packed_size(repo: Path, bert_measure
 
 @pytest.mark.slow
 def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     loaded = write_submission(repo, "long", "models/tiny-bert")
     loaded.submission.benchmark.input.tokens = 100  # the tiny BERT takes 64 positions
@@ -234,7 +238,7 @@ def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
 def measure_with_backend(
     repo: Path, model_id: str, devices: list[str], dataset: str = "json", **pol: Any
 ) -> Any:
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
 
     name = model_id.replace("/", "-")
     loaded = write_submission(repo, name, model_id)
@@ -322,7 +326,7 @@ def test_model_input_error_points_at_the_yaml_line(repo: Path) -> None:
 
 def test_thread_choice_policy_then_submission_then_physical_cores() -> None:
     from mcval.measure.environment import physical_cores
-    from mcval.measure.runner import choose_threads
+    from mcval.measure.measurement import choose_threads
 
     assert choose_threads(Policy(measure=MeasurePolicy(threads=3)), 8) == 3
     assert choose_threads(Policy(), 5) == 5

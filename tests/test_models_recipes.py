@@ -82,7 +82,8 @@ def linears(model: Any) -> dict[str, Any]:
 
 def test_recipe_params_import_without_torch() -> None:
     code = (
-        "import sys, mcval.models, mcval.models.recipe_params, mcval.models.claims; "
+        "import sys, mcval.models, mcval.models.recipe_params, mcval.models.claims, "
+        "mcval.models.inspection; "
         "bad = [m for m in ('torch', 'transformers', 'safetensors', 'gguf') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

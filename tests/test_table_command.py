@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fixtures.records import make_record, whisper_family
 
+from mcval.commands import table as table_command
 from mcval.policy import DEFAULT_HEADING, Policy
-from mcval.render import table_command
 from mcval.render.readme import current_block, split_lines
 from mcval.render.table import render_rows
 from mcval.results import ResultRecord, save_record
@@ -41,10 +41,11 @@ def make_repo(root: Path) -> list[ResultRecord]:
     return shown
 
 
-def args(root: Path, **extra: object) -> argparse.Namespace:
-    values: dict[str, object] = {"readme": None, "results": None, "check": False, "repo": str(root)}
+def args(root: Path, **extra: object) -> dict[str, Any]:
+    """``table_command.table``'s options, as ``mcval table --repo ROOT`` plus ``extra``."""
+    values: dict[str, Any] = {"readme": None, "results": None, "check": False, "repo": root}
     values.update(extra)
-    return argparse.Namespace(**values)
+    return values
 
 
 @pytest.fixture
@@ -58,7 +59,7 @@ def test_table_regenerated_from_passing_results_of_existing_submissions(
 ) -> None:
     root, shown = repo
     original = FIXTURE.read_bytes()
-    assert table_command.run(args(root)) == 0
+    assert table_command.table(**args(root)) == 0
     assert capsys.readouterr().out == (
         f"{root / 'README.md'}: table regenerated (3 rows)\n"
         f"{root / 'results.svg'}: plot regenerated\n"
@@ -72,7 +73,7 @@ def test_table_regenerated_from_passing_results_of_existing_submissions(
     assert new_lines[6 + len(block) :] == old_lines[12:]
     assert (root / "results.svg").read_bytes() == fake_plot(shown, Policy())
     # Twice changes nothing.
-    assert table_command.run(args(root)) == 0
+    assert table_command.table(**args(root)) == 0
     assert capsys.readouterr().out == f"{root / 'README.md'}: unchanged (3 rows)\n"
     assert (root / "README.md").read_bytes() == new
 
@@ -81,7 +82,7 @@ def test_check_mode_reports_stale_table_with_a_diff(
     repo: tuple[Path, list[ResultRecord]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, _shown = repo
-    assert table_command.run(args(root, check=True)) == 1
+    assert table_command.table(**args(root, check=True)) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"{root / 'README.md'}: the table is out of date; run `mcval table`\n")
     assert "-| dslim/bert-large-NER | Оригинал | 1.33Gb   | 769.1ms |" in out
@@ -90,14 +91,14 @@ def test_check_mode_reports_stale_table_with_a_diff(
     assert (root / "README.md").read_bytes() == FIXTURE.read_bytes()
     assert not (root / "results.svg").exists()
 
-    table_command.run(args(root))
+    table_command.table(**args(root))
     capsys.readouterr()
-    assert table_command.run(args(root, check=True)) == 0
+    assert table_command.table(**args(root, check=True)) == 0
     assert capsys.readouterr().out.endswith("are up to date (3 rows)\n")
 
     text = (root / "README.md").read_text(encoding="utf-8")
     (root / "README.md").write_text(text.replace("| 922.15 |", "| 900.00 |"), encoding="utf-8")
-    assert table_command.run(args(root, check=True)) == 1
+    assert table_command.table(**args(root, check=True)) == 1
     out = capsys.readouterr().out
     diff = [
         line for line in out.splitlines() if line[:1] in "+-" and line[:3] not in {"+++", "---"}
@@ -110,7 +111,7 @@ def test_check_mode_reports_stale_table_with_a_diff(
 def test_a_deleted_submission_leaves_the_table(repo: tuple[Path, list[ResultRecord]]) -> None:
     root, shown = repo
     (root / "submissions" / "ml_masters" / "whisper-small-fp16.yaml").unlink()
-    table_command.run(args(root))
+    table_command.table(**args(root))
     block = current_block((root / "README.md").read_text(encoding="utf-8"), DEFAULT_HEADING)
     rows = [r for r in shown if r.id != "ml_masters/whisper-small-fp16"]
     assert block[: len(block) - 2] == render_rows(rows, Policy())
@@ -121,7 +122,7 @@ def test_readme_elsewhere_links_the_plot_relatively(repo: tuple[Path, list[Resul
     (root / "docs").mkdir()
     readme = root / "docs" / "TABLE.md"
     readme.write_bytes(b"# Results\r\n\r\nNo table yet.")
-    table_command.run(args(root, readme=str(readme), results=str(root / "results")))
+    table_command.table(**args(root, readme=readme, results=root / "results"))
     text = readme.read_bytes().decode()
     assert text.startswith(
         "# Results\r\n\r\nNo table yet.\r\n\r\n### " + DEFAULT_HEADING + "\r\n\r\n"
@@ -133,10 +134,10 @@ def test_readme_elsewhere_links_the_plot_relatively(repo: tuple[Path, list[Resul
 @pytest.mark.slow
 def test_real_plot_is_written_once_and_then_stable(tmp_path: Path) -> None:
     make_repo(tmp_path)
-    assert table_command.run(args(tmp_path)) == 0
+    assert table_command.table(**args(tmp_path)) == 0
     svg = (tmp_path / "results.svg").read_bytes()
     assert svg.startswith(b"<?xml")
-    assert table_command.run(args(tmp_path, check=True)) == 0
+    assert table_command.table(**args(tmp_path, check=True)) == 0
     assert (tmp_path / "results.svg").read_bytes() == svg
 
 

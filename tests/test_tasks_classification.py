@@ -161,7 +161,9 @@ def test_text_benchmark_call_is_one_fixed_forward(bert: tuple[Any, Any]) -> None
         TEXT.benchmark_call(model, tokenizer, too_long, "cpu")
     assert str(err.value) == "benchmark.input.tokens is 100 tokens; the model takes at most 64"
     wrong = Benchmark.model_validate({"input": {"seconds": 3}})
-    with pytest.raises(InputError, match=r"text-classification takes \{tokens: N\}"):
+    # The same table and words as mcval check (submission.schema.input_shape_problem).
+    fits = r"\{seconds: \.\.\.\} does not fit text-classification; use \{tokens: \.\.\.\}"
+    with pytest.raises(InputError, match=fits):
         TEXT.benchmark_call(model, tokenizer, wrong, "cpu")
 
 

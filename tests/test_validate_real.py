@@ -70,13 +70,14 @@ def test_honest_submission_passes_then_is_reused(
     assert record["measured"]["weights_mb"] == pytest.approx(measured["weights_mb"])
     assert "✅ pass · team/tiny" in markdown.read_text(encoding="utf-8")
 
-    # The second run of the unchanged submission must not start a measuring child.
-    from mcval.measure import isolation
+    # The second run of the unchanged submission must not start a measuring child (forked
+    # or exec'd: every child goes through run_isolated).
+    from mcval.measure import measurement
 
     def no_child(*args: object, **kwargs: object) -> None:
         raise AssertionError("a measuring child process was started")
 
-    monkeypatch.setattr(isolation.subprocess, "Popen", no_child)
+    monkeypatch.setattr(measurement, "run_isolated", no_child)
     capsys.readouterr()
     assert main(["validate", str(sub), "--device", "cpu"]) == 0
     assert "result reused" in capsys.readouterr().out

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from mcval.figures import Allowance, Delta, format_allowance, format_delta
 from mcval.policy import Policy
 from mcval.submission import LoadedSubmission, load_submission
-from mcval.verdict import Finding, MeasuredFigures, judge, same_hardware
+from mcval.verdict import Finding, MeasuredFigures, MetricVerdict, judge, same_hardware
 
 SUBMISSION = """\
 schema: 1
@@ -72,15 +73,24 @@ def by_field(verdict, field):  # type: ignore[no-untyped-def]
     return next(m for m in verdict.metrics if m.field == field)
 
 
+def delta(m: MetricVerdict) -> str:
+    """The difference as the comment writes it."""
+    return format_delta(m.delta)
+
+
+def tolerance(m: MetricVerdict) -> str:
+    return format_allowance(m.tolerance)
+
+
 def test_honest_submission_passes(tmp_path: Path) -> None:
     verdict = judge(make(tmp_path), RUNNER, Policy())
     assert verdict.status == "pass"
     size = by_field(verdict, "weights_mb")
-    assert (size.status, size.delta, size.tolerance) == ("pass", "+0.0 %", "±1 % or ±0.01 MB")
+    assert (size.status, delta(size), tolerance(size)) == ("pass", "+0.0 %", "±1 % or ±0.01 MB")
     acc = by_field(verdict, "quality.accuracy")
-    assert (acc.status, acc.delta, acc.tolerance) == ("pass", "-0.25 pp", "±1 pp")
+    assert (acc.status, delta(acc), tolerance(acc)) == ("pass", "-0.25 pp", "±1 pp")
     cpu = by_field(verdict, "latency_cpu_ms")
-    assert (cpu.status, cpu.delta) == ("pass", "-3.2 %")  # same CPU: tolerance applies
+    assert (cpu.status, delta(cpu)) == ("pass", "-3.2 %")  # same CPU: tolerance applies
     gpu = by_field(verdict, "latency_gpu_ms")
     assert gpu.status == "not_measured"
     assert verdict.failures == []
@@ -90,7 +100,7 @@ def test_wrong_size_fails_on_its_line(tmp_path: Path) -> None:
     verdict = judge(make(tmp_path, weights=66.9), RUNNER, Policy())
     assert verdict.status == "fail"
     size = by_field(verdict, "weights_mb")
-    assert (size.status, size.delta, size.line) == ("fail", "+299.9 %", 11)
+    assert (size.status, delta(size), size.line) == ("fail", "+299.9 %", 11)
     assert size.note == "outside ±1 % or ±0.01 MB"
     assert verdict.failures == ["Weight size (MB): outside ±1 % or ±0.01 MB"]
 
@@ -98,7 +108,7 @@ def test_wrong_size_fails_on_its_line(tmp_path: Path) -> None:
 def test_quality_outside_one_point_fails(tmp_path: Path) -> None:
     verdict = judge(make(tmp_path, acc=0.84), RUNNER, Policy())
     acc = by_field(verdict, "quality.accuracy")
-    assert (acc.status, acc.delta, acc.line) == ("fail", "+2.75 pp", 14)
+    assert (acc.status, delta(acc), acc.line) == ("fail", "+2.75 pp", 14)
 
 
 def test_latency_from_other_hardware_is_informational(tmp_path: Path) -> None:
@@ -181,6 +191,50 @@ def test_sanity_compressed_larger_than_baseline(tmp_path: Path) -> None:
     assert smaller.findings == []
 
 
+def test_larger_than_baseline_is_one_rule_that_notes_can_explain(tmp_path: Path) -> None:
+    """The rule lives in the verdict alone (the claim checks no longer repeat it): notes
+    that say why silence it, blank notes do not, and 0.1 % of growth is no growth."""
+    make(tmp_path, name="base")
+    explained = make(tmp_path, method="INT8", baseline="t1/base", weights=20.0)
+    explained.submission.method.notes = "int8 keeps an fp32 copy of the tied lm_head"
+    grown = RUNNER.model_copy(update={"weights_mb": 20.0})
+    assert judge(explained, grown, Policy(), baseline=RUNNER).findings == []
+    explained.submission.method.notes = "   "
+    (finding,) = judge(explained, grown, Policy(), baseline=RUNNER).findings
+    assert (finding.code, finding.severity) == ("larger-than-baseline", "fail")
+    assert finding.evidence == {"weights_mb": 20.0, "baseline_weights_mb": 16.73}
+    explained.submission.method.notes = None
+    barely = RUNNER.model_copy(update={"weights_mb": 16.73 * 1.0005})
+    assert judge(explained, barely, Policy(), baseline=RUNNER).findings == []
+
+
+def test_vram_without_gpu_time_fails_in_the_verdict_only(tmp_path: Path) -> None:
+    """One rule, one severity: a sanity rule fails the submission; ``mcval check`` (the
+    loader) no longer says the same thing as a mere warning."""
+    loaded = make(tmp_path, vram="vram_mb: 512\n  ")
+    assert loaded.warnings == []
+    assert judge(loaded, RUNNER, Policy()).status == "fail"
+
+
+def test_differences_and_tolerances_are_numbers_written_in_the_table_language(
+    tmp_path: Path,
+) -> None:
+    verdict = judge(make(tmp_path, cpu=2641.97, hw="Intel i7-12700H"), RUNNER, Policy())
+    size = by_field(verdict, "weights_mb")
+    assert size.delta == Delta(kind="relative", value=0.0)
+    assert size.tolerance == Allowance(relative=0.01, absolute=0.01, unit="MB")
+    assert format_allowance(size.tolerance, "ru") == "±1 % или ±0.01 MB"
+    acc = by_field(verdict, "quality.accuracy")
+    assert acc.delta is not None and (acc.delta.kind, acc.delta.unit) == ("absolute", "pp")
+    assert acc.delta.value == pytest.approx(-0.25)
+    assert format_delta(acc.delta, "ru") == "-0.25 п.п."
+    cpu = by_field(verdict, "latency_cpu_ms")  # other hardware, 213× the runner's figure
+    assert (cpu.status, cpu.tolerance) == ("fail", Allowance(factor=10.0))
+    assert tolerance(cpu) == "×10"
+    bleu = Delta(kind="absolute", value=0.4, unit="")
+    assert format_delta(bleu) == "+0.40"
+
+
 def test_claim_warnings_and_errors(tmp_path: Path) -> None:
     claim = Finding(
         code="claim-int8-no-int8-weights",
@@ -225,7 +279,7 @@ def test_unstable_figure_neither_passes_nor_fails(tmp_path: Path) -> None:
     )
     verdict = judge(make(tmp_path), runner, Policy())
     cpu = by_field(verdict, "latency_cpu_ms")
-    assert (cpu.status, cpu.measured, cpu.delta, cpu.line) == ("unstable", 120.0, "-90.0 %", 12)
+    assert (cpu.status, cpu.measured, delta(cpu), cpu.line) == ("unstable", 120.0, "-90.0 %", 12)
     assert cpu.note == (
         "could not measure stably: other load starved this process (CPU use 31 % of 2 "
         "threads); re-run"

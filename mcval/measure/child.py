@@ -1,4 +1,4 @@
-"""Entry point of a measuring child, spawned or forked by the fork server (see isolation.py).
+"""Entry point of a measuring child, spawned or forked by the fork server (see supervisor.py).
 
 Reads a ``ChildRequest`` from stdin, imports ``preload`` modules, applies the memory cap,
 runs the target and writes JSON lines (progress, then one result or error) to the result
@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 
 def _is_memory_error(exc: BaseException) -> bool:
-    from mcval.measure.isolation import MEMORY_PHRASES
+    from mcval.measure.protocol import MEMORY_PHRASES
 
     if isinstance(exc, MemoryError):
         return True
@@ -67,8 +67,8 @@ def run_from_stdin(result_fd: int | None = None) -> int:
     raw = b""
     while chunk := os.read(0, 1 << 16):
         raw += chunk
-    from mcval.measure.isolation import ChildMessage, ChildRequest
     from mcval.measure.memory import lifetime_peak_rss
+    from mcval.measure.protocol import ChildMessage, ChildRequest
 
     request = ChildRequest.model_validate_json(raw)
     out: BinaryIO = os.fdopen(
@@ -133,7 +133,7 @@ def run_from_stdin(result_fd: int | None = None) -> int:
 
 
 def main(result_fd: int | None = None) -> None:
-    """Entry point of an exec'd child (see isolation.py); exits without atexit hooks."""
+    """Entry point of an exec'd child (see supervisor.py); exits without atexit hooks."""
     os._exit(run_from_stdin(result_fd))
 
 

@@ -10,7 +10,7 @@ from ``wait4`` is its peak RSS, whatever its lifetime (an exec'd child inherits 
 mark through exec, which is why the spawning path cannot trust it).
 
 The server never initialises CUDA or a thread pool before it forks: it only imports, with
-CUDA hidden, and serves CPU measurements; CUDA measurements are spawned (see isolation.py).
+CUDA hidden, and serves CPU measurements; CUDA measurements are spawned (see supervisor.py).
 
 Protocol, over an ``AF_UNIX``/``SOCK_SEQPACKET`` pair (one JSON message each way): the
 client sends ``{"env": ..., "cwd": ...}`` with three descriptors (the request, read by the

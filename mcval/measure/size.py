@@ -1,4 +1,4 @@
-"""Weight size: bytes of all distinct tensor storages a model holds, / 2**20 (PRODUCT.md).
+"""Weight size: bytes of all distinct tensor storages a model holds, / 2**20 (docs/measurement.md).
 
 Why not ``sum(p.numel() * 4)`` (what hand-made tables did): it ignores the dtype, counts tied
 embeddings twice and misses quantized weights entirely — torch dynamic int8 keeps them in an
@@ -294,7 +294,7 @@ def measure_size(
     *,
     sparsity: bool = True,
 ) -> SizeReport:
-    """Count the model's weights as PRODUCT.md defines ``weights_mb``.
+    """Count the model's weights as docs/measurement.md defines ``weights_mb``.
 
     ``files`` are the weight files loaded from disk (their total size is reported beside the
     in-memory size, since e.g. a checkpoint may hold tensors a recipe later drops). Set

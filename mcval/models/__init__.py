@@ -5,12 +5,14 @@ Nothing here imports torch at import time (``mcval check`` imports
 imported inside the functions that need them.
 
 Runner's order of calls (see each function's docstring):
-``plan_recipe`` → ``load_model`` → ``apply_recipe`` → ``inspect_model`` → ``check_claims``.
+``plan_recipe`` → ``load_model`` → ``apply_recipe`` → ``inspect_model``; ``check_claims``
+runs once per submission, in ``mcval validate`` (against the baseline's inspection).
 """
 
 from __future__ import annotations
 
-from mcval.models.claims import Finding, LayerStats, ModelInspection, check_claims, inspect_model
+from mcval.findings import Finding
+from mcval.models.claims import check_claims
 from mcval.models.errors import (
     DownloadTooLargeError,
     HubUnavailableError,
@@ -21,6 +23,7 @@ from mcval.models.errors import (
     QuantizedGGUFError,
     RecipeError,
 )
+from mcval.models.inspection import LayerStats, ModelInspection, inspect_model
 from mcval.models.loading import LoadedModel, load_model
 from mcval.models.recipe_params import STEPS, recipe_errors, validate_recipe
 from mcval.models.recipes import RecipePlan, RecipeResult, apply_recipe, plan_recipe

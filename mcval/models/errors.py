@@ -4,12 +4,13 @@ A problem with what the team submitted (a path, a checkpoint, a recipe) is an
 ``InputError`` that also names the submission field it comes from, so the runner can
 point at the YAML line: ``loaded.document.error(str(exc.message), exc.field)``. A step
 that cannot run on this device is not an error of the team's: it is ``NotApplicableError``
-and makes that device's figures "not applicable: <reason>".
+and makes that device's figures "not applicable: <reason>". A hub the runner cannot reach
+is not the team's either: ``HubUnavailableError`` is a ``RunnerError`` (exit 3, re-run).
 """
 
 from __future__ import annotations
 
-from mcval.errors import InputError, McvalError
+from mcval.errors import InputError, McvalError, RunnerError
 
 FieldPath = tuple[str | int, ...]
 
@@ -26,8 +27,18 @@ class ModelNotFoundError(ModelError):
     """The hub repo, revision, directory or GGUF file does not exist."""
 
 
-class HubUnavailableError(ModelError):
-    """The hub could not be reached (network down, offline mode) and nothing is cached."""
+class HubUnavailableError(RunnerError):
+    """The hub could not be reached (network down, offline mode) and nothing is cached.
+
+    The runner's problem, not the submission's (exit 3, re-run); a hub that answers that
+    the repo does not exist raises ``ModelNotFoundError`` instead, which is the team's.
+    """
+
+    what = "the runner could not reach the Hugging Face Hub"
+
+    def __init__(self, message: str, field: FieldPath = ("model", "id")) -> None:
+        super().__init__(message)
+        self.field: FieldPath = field
 
 
 class DownloadTooLargeError(ModelError):

@@ -40,8 +40,8 @@ from mcval.models.safety import (
     validate_gguf,
     validate_safetensors,
 )
+from mcval.submission.schema import is_commit_sha
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 SMALL_FILE_SUFFIXES = (".json", ".txt", ".model", ".spm", ".tiktoken", ".jinja", ".vocab")
 """Top-level non-weight files worth fetching: configs, tokenizers, chat templates."""
@@ -147,9 +147,9 @@ class HuggingFaceHub:
                 ID_FIELD,
             ) from None
         except Exception as exc:  # httpx/OS-level network errors have no common base
-            raise HubUnavailableError(
-                f"cannot reach the Hugging Face Hub to list the files of {repo_id!r} "
-                f"({type(exc).__name__}: {exc}); check the network and run again",
+            raise HubUnavailableError(  # its sentence names the runner and asks for a re-run
+                f"listing the files of {repo_id!r} failed ({type(exc).__name__}: {exc}); "
+                "check the network",
                 ID_FIELD,
             ) from None
         files: dict[str, int | None] = {}
@@ -173,8 +173,7 @@ class HuggingFaceHub:
             )
         except Exception as exc:  # network and disk errors alike end the measurement
             raise HubUnavailableError(
-                f"downloading {repo_id!r} at {commit[:12]} failed ({type(exc).__name__}: {exc}); "
-                "run again",
+                f"downloading {repo_id!r} at {commit[:12]} failed ({type(exc).__name__}: {exc})",
                 ID_FIELD,
             ) from None
         return Path(path)
@@ -236,7 +235,7 @@ def revision_warnings(revision: str | None) -> list[str]:
             "model.revision is not set, so the hub repo's current 'main' is measured; pin it "
             "to a 40-character commit sha so the result stays reproducible"
         ]
-    if not SHA_RE.match(revision):
+    if not is_commit_sha(revision):
         return [
             f"model.revision {revision!r} is not a 40-character commit sha (a branch or tag "
             "can move); pin the commit sha so the result stays reproducible"
@@ -293,33 +292,28 @@ def _resolve_local(
         )
     check_directory_links(path, repo_root, ID_FIELD)
     check_no_custom_code(path, ID_FIELD)
-    config = read_config(path, ID_FIELD)
+    common: dict[str, Any] = {
+        "kind": "local",
+        "model_id": model_id,
+        "directory": path,
+        "revision": revision,
+        "config": read_config(path, ID_FIELD),
+        "warnings": warnings,
+    }
     if gguf_file is not None:
         inside = path.relative_to(repo_root.resolve()) / PurePosixPath(gguf_file)
         gguf_path = confine_path(inside.as_posix(), repo_root, GGUF_FIELD)
         if not gguf_path.is_file():
             raise ModelNotFoundError(f"gguf_file {gguf_file!r} is not a file", GGUF_FIELD)
-        info = vet_gguf(gguf_path)
-        return ResolvedSource(
-            kind="local",
-            model_id=model_id,
-            directory=path,
-            weight_files=[gguf_path],
-            gguf_file=gguf_file,
-            gguf=info,
-            revision=revision,
-            config=config,
-            warnings=warnings,
-        )
+        return _gguf_source(gguf_path, gguf_file, **common)
     weights = local_safetensors_weights(path, class_name, ID_FIELD)
+    return ResolvedSource(weight_files=weights, **common)
+
+
+def _gguf_source(gguf_path: Path, gguf_file: str, **fields: Any) -> ResolvedSource:
+    """A source whose weights are the one GGUF file, vetted here so no path skips it."""
     return ResolvedSource(
-        kind="local",
-        model_id=model_id,
-        directory=path,
-        weight_files=weights,
-        revision=revision,
-        config=config,
-        warnings=warnings,
+        weight_files=[gguf_path], gguf_file=gguf_file, gguf=vet_gguf(gguf_path), **fields
     )
 
 
@@ -355,6 +349,13 @@ def _resolve_hub(
         warnings.append(f"the hub was unreachable, so the cached snapshot was used ({exc})")
         return _from_cached_snapshot(repo_id, revision, gguf_file, cached, class_name, warnings)
     files = listing.files
+    common: dict[str, Any] = {
+        "kind": "hub",
+        "model_id": repo_id,
+        "revision": revision,
+        "commit": listing.commit,
+        "warnings": warnings,
+    }
     if gguf_file is not None:
         if gguf_file not in files:
             available = sorted(f for f in files if f.lower().endswith(".gguf"))
@@ -365,19 +366,7 @@ def _resolve_hub(
             )
         _check_size(repo_id, files[gguf_file] or 0, max_bytes, "GGUF weights")
         snapshot = hub.download(repo_id, listing.commit, [gguf_file])
-        gguf_path = snapshot / gguf_file
-        info = vet_gguf(gguf_path)
-        return ResolvedSource(
-            kind="hub",
-            model_id=repo_id,
-            directory=snapshot,
-            weight_files=[gguf_path],
-            gguf_file=gguf_file,
-            gguf=info,
-            revision=revision,
-            commit=listing.commit,
-            warnings=warnings,
-        )
+        return _gguf_source(snapshot / gguf_file, gguf_file, directory=snapshot, **common)
     top_level = sorted(f for f in files if "/" not in f)
     small = [f for f in top_level if f.endswith(SMALL_FILE_SUFFIXES)]
     index = None
@@ -395,16 +384,8 @@ def _resolve_hub(
     paths = [snapshot / w for w in weights]
     for path in paths:
         validate_safetensors(path, ID_FIELD)
-    return ResolvedSource(
-        kind="hub",
-        model_id=repo_id,
-        directory=snapshot,
-        weight_files=paths,
-        revision=revision,
-        commit=listing.commit,
-        config=read_config(snapshot, ID_FIELD),
-        warnings=warnings,
-    )
+    config = read_config(snapshot, ID_FIELD)
+    return ResolvedSource(directory=snapshot, weight_files=paths, config=config, **common)
 
 
 def _from_cached_snapshot(
@@ -417,7 +398,7 @@ def _from_cached_snapshot(
 ) -> ResolvedSource:
     """Offline runs reuse a cached snapshot; the same rules apply to its files."""
     check_no_custom_code(snapshot, ID_FIELD)
-    commit = snapshot.name if SHA_RE.match(snapshot.name) else None
+    commit = snapshot.name if is_commit_sha(snapshot.name) else None
     common: dict[str, Any] = {
         "kind": "hub",
         "model_id": repo_id,
@@ -433,7 +414,6 @@ def _from_cached_snapshot(
             raise ModelNotFoundError(
                 f"the cached snapshot of {repo_id!r} has no file {gguf_file!r}", GGUF_FIELD
             )
-        info = vet_gguf(gguf_path)
-        return ResolvedSource(weight_files=[gguf_path], gguf_file=gguf_file, gguf=info, **common)
+        return _gguf_source(gguf_path, gguf_file, **common)
     weights = local_safetensors_weights(snapshot, class_name, ID_FIELD, hub=True)
     return ResolvedSource(weight_files=weights, **common)

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from mcval.errors import InputError
+from mcval.figures import FIGURES, Language, format_allowance, format_delta
 from mcval.metrics import METRICS, MetricKind
 from mcval.render.markdown import code_span, escape_cell, escape_inline
 from mcval.results import ResultRecord
@@ -20,13 +24,19 @@ from mcval.verdict import UNSTABLE_OUTCOME, MeasuredFigures, MetricVerdict, Verd
 
 MARKER = "<!-- mcval:report -->"
 
-BADGES = {
+ReportStatus = Literal["pass", "fail", "error", "unmeasured", "input", "unusable"]
+"""A submission's outcome in the comment: its verdict, ``input`` (the file is invalid) or
+``unusable`` (the runner could not measure it, e.g. the hub was unreachable, or in ``ci
+report`` the measuring job left no result that can be trusted)."""
+BADGES: dict[ReportStatus, str] = {
     "pass": "✅ pass",
     "fail": "❌ fail",
     "error": "⚠️ error",
     "unmeasured": "🔁 re-run",
     "input": "⛔ invalid",
+    "unusable": "⚠️ could not be measured",
 }
+LOG_TAIL_LINES = 20
 STATUS_CELLS = {
     "pass": "✅ pass",
     "fail": "❌ fail",
@@ -43,7 +53,7 @@ UNMEASURED_EXPLANATION = (
     "is in their row), so they neither pass nor fail this submission. That is the runner's "
     "problem, not the submission's: run the check again."
 )
-LOAD_PEAK_NAMES = {"ram_mb": "RAM", "vram_mb": "VRAM"}
+LOAD_PEAK_FIGURES = ("ram_mb", "vram_mb")
 
 
 def load_peak_line(measured: MeasuredFigures) -> str | None:
@@ -51,8 +61,8 @@ def load_peak_line(measured: MeasuredFigures) -> str | None:
     purpose (a recipe's fp32 copy at load is not the compressed model's): said beside them
     so a reader understands why a bf16 row's RAM can be below its fp32 baseline's."""
     parts = [
-        f"{name} {measured.load_peak_mb[key]:.2f} MB"
-        for key, name in LOAD_PEAK_NAMES.items()
+        f"{FIGURES[key].text['en'].short} {measured.load_peak_mb[key]:.2f} MB"
+        for key in LOAD_PEAK_FIGURES
         if key in measured.load_peak_mb
     ]
     if not parts:
@@ -65,19 +75,57 @@ def load_peak_line(measured: MeasuredFigures) -> str | None:
 
 @dataclass
 class SubmissionReport:
-    """What one submission contributes to the comment: a result, or the input errors."""
+    """What one submission contributes to the comment: a result, or why there is none."""
 
     id: str
     path: str
     record: ResultRecord | None = None
     input_errors: Sequence[InputError] = ()
     reused: bool = False
+    problem: str | None = None
+    """Why the runner could not measure it (its side, never the submission's): the hub
+    unreachable (``mcval validate``), or no usable result from the job (``ci report``)."""
+    log: str = ""
+    """``ci report``: the measuring job's log; its end is shown when there is no record."""
 
     @property
-    def status(self) -> str:
+    def status(self) -> ReportStatus:
+        if self.problem is not None:
+            return "unusable"
         if self.input_errors or self.record is None:
             return "input"
         return self.record.verdict
+
+
+class RunSummary(BaseModel):
+    """How many submissions of one run ended in each status.
+
+    The comment's summary line and ``ci report``'s commit status are both written from
+    this one object, so they cannot count differently (they did: a cell without a result
+    was counted by the status and left out of the comment).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    counts: dict[ReportStatus, NonNegativeInt] = Field(
+        default_factory=dict, description="status → number of submissions; zeros left out"
+    )
+
+    @classmethod
+    def of(cls, reports: Sequence[SubmissionReport]) -> RunSummary:
+        counts = {s: sum(1 for r in reports if r.status == s) for s in BADGES}
+        return cls(counts={s: n for s, n in counts.items() if n})
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        """``3 submission(s): 2 pass, 1 could not be measured.``"""
+        parts = [
+            f"{self.counts[s]} {BADGES[s].split(' ', 1)[1]}" for s in BADGES if s in self.counts
+        ]
+        return f"{self.total} submission(s): {', '.join(parts)}."
 
 
 def format_value(field: str, value: float | None) -> str:
@@ -91,18 +139,25 @@ def format_value(field: str, value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def metric_cells(m: MetricVerdict, language: Language = "en") -> list[str]:
+    """A verdict row's label, reported, measured, Δ and tolerance as plain text in
+    ``language``, for the comment and the terminal to escape each their own way."""
+    figure = FIGURES.get(m.field)
+    return [
+        figure.text[language].row if figure else m.label,
+        format_value(m.field, m.reported),
+        format_value(m.field, m.measured),
+        format_delta(m.delta, language),
+        format_allowance(m.tolerance, language),
+    ]
+
+
 def _metric_row(m: MetricVerdict) -> str:
     verdict = STATUS_CELLS[m.status]
     if m.note and m.status in {"fail", "not_applicable", "info", "unstable"}:
         verdict += f" — {escape_cell(m.note)}"
-    cells = [
-        escape_cell(m.label),
-        format_value(m.field, m.reported),
-        format_value(m.field, m.measured),
-        m.delta or "",
-        escape_cell(m.tolerance or ""),
-        verdict,
-    ]
+    label, reported, measured, delta, tolerance = metric_cells(m)
+    cells = [escape_cell(label), reported, measured, delta, escape_cell(tolerance), verdict]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -125,9 +180,34 @@ def _verdict_lines(verdict: Verdict, path: str) -> list[str]:
     return lines
 
 
+def _log_block(log: str) -> str:
+    """The end of a job's log as a fenced block that no fence inside the log can close."""
+    tail = "\n".join(log.replace("~~~", "~ ~ ~").splitlines()[-LOG_TAIL_LINES:])
+    return f"\n\n~~~~text\n{tail}\n~~~~" if tail.strip() else ""
+
+
+def _job_section(report: SubmissionReport) -> list[str]:
+    """A ``ci report`` cell without a record: the runner could not measure it, or
+    ``mcval validate`` rejected the file (its errors are in the log, not here)."""
+    head = f"### {escape_inline(report.id)}\n\n{code_span(report.path)}"
+    if report.problem is not None:
+        text = (
+            f"{head}: ⚠️ **could not be measured**: {report.problem}. Maintainers: see the "
+            "workflow run's logs."
+        )
+    else:
+        text = (
+            f"{head}: ⛔ **invalid**: `mcval validate` rejected the file; run it locally "
+            "to see every problem with its line."
+        )
+    return [text + _log_block(report.log), ""]
+
+
 def _section(report: SubmissionReport) -> list[str]:
     badge = BADGES[report.status]
     record = report.record
+    if record is None and not report.input_errors:
+        return _job_section(report)
     if record is None:
         lines = [f"### {badge} · {escape_inline(report.id)}", ""]
         lines.append(f"{code_span(report.path)} is not a valid submission:")
@@ -155,15 +235,26 @@ def _section(report: SubmissionReport) -> list[str]:
     return [*lines, ""]
 
 
-def render_comment(reports: Sequence[SubmissionReport]) -> str:
-    """The whole comment: marker, summary table, then one section per submission."""
+def render_comment(
+    reports: Sequence[SubmissionReport],
+    *,
+    summary: RunSummary | None = None,
+    commit: str | None = None,
+) -> str:
+    """The whole comment: marker, summary table, then one section per submission.
+
+    ``summary`` is ``RunSummary.of(reports)``, passed in by a caller that reports it
+    elsewhere too (the commit status); ``commit`` adds a last line naming the commit.
+    """
+    if summary is None:
+        summary = RunSummary.of(reports)
+    elif summary != RunSummary.of(reports):
+        raise ValueError("the summary does not count these reports")
     lines = [MARKER, "## mcval: results check", ""]
     if not reports:
         lines += ["No submission files changed in this pull request.", ""]
         return "\n".join(lines)
-    counts = {s: sum(1 for r in reports if r.status == s) for s in BADGES}
-    summary = ", ".join(f"{n} {BADGES[s].split(' ', 1)[1]}" for s, n in counts.items() if n)
-    lines += [f"{len(reports)} submission(s): {summary}.", ""]
+    lines += [summary.line(), ""]
     lines += ["| Submission | Verdict |", "| :--- | :--- |"]
     lines += [f"| {escape_cell(r.id)} | {BADGES[r.status]} |" for r in reports]
     lines.append("")
@@ -175,4 +266,6 @@ def render_comment(reports: Sequence[SubmissionReport]) -> str:
         "`mcval validate submissions/<team>/<name>.yaml`.</sub>",
         "",
     ]
+    if commit:
+        lines += [f"<sub>mcval run for commit {commit[:7]}.</sub>", ""]
     return "\n".join(lines)

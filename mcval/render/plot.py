@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mcval.figures import FIGURES
 from mcval.metrics import METRICS, TASK_METRICS, MetricKind
 from mcval.policy import Policy
 from mcval.results import ResultRecord
@@ -41,9 +42,6 @@ _RC = {
 }
 _TEXT = {
     "ru": {
-        "latency_gpu_ms": "Время инференса GPU, мс",
-        "latency_cpu_ms": "Время инференса CPU, мс",
-        "weights_mb": "Размер весов, MB",
         "better_high": "больше — лучше",
         "better_low": "меньше — лучше",
         "front": "Парето-фронт",
@@ -54,9 +52,6 @@ _TEXT = {
         "log": "лог. шкала",
     },
     "en": {
-        "latency_gpu_ms": "GPU inference time, ms",
-        "latency_cpu_ms": "CPU inference time, ms",
-        "weights_mb": "Weight size, MB",
         "better_high": "higher is better",
         "better_low": "lower is better",
         "front": "Pareto front",
@@ -156,7 +151,8 @@ def render_plot(records: Sequence[ResultRecord], policy: Policy) -> bytes:
             for ax, x_field in zip(axes, (latency_field(task_records), "weights_mb"), strict=True):
                 points = _points(task_records, x_field, metric)
                 ax.set_title(f"{task} · {len(points)}/{len(task_records)} {text['rows']}")
-                ax.set_xlabel(text[x_field] + _log_note(points, text))
+                axis = FIGURES[x_field].text[language].axis
+                ax.set_xlabel(axis + _log_note(points, text))
                 ax.set_ylabel(y_label)
                 ax.grid(True, which="major", linewidth=0.4, alpha=0.5)
                 if not points:
@@ -247,23 +243,15 @@ def _legend(
         Line2D(
             [],
             [],
-            marker="s",
+            marker=marker,
             linestyle="",
             color="0.7",
             markeredgecolor="black",
-            label=text["baseline"],
-        ),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="",
-            color="0.7",
-            markeredgecolor="black",
-            label=text["compressed"],
-        ),
-        Line2D([], [], linestyle="--", color="0.35", label=text["front"]),
+            label=text[kind],
+        )
+        for marker, kind in (("s", "baseline"), ("o", "compressed"))
     ]
+    handles.append(Line2D([], [], linestyle="--", color="0.35", label=text["front"]))
     fig.legend(
         handles=handles, loc="outside upper center", ncols=min(len(handles), 6), frameon=False
     )

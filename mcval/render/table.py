@@ -30,69 +30,35 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
 from urllib.parse import quote
 
+from mcval.figures import FIGURES, Language, unit_word
 from mcval.metrics import METRICS, MetricKind, format_quality
 from mcval.policy import Policy, TableColumn
 from mcval.render.markdown import escape_cell, escape_inline
 from mcval.render.readme import GENERATED_MARKER
 from mcval.results import ResultRecord
 
-Language = Literal["ru", "en"]
 NOT_AVAILABLE = "—"
 
-HEADERS: dict[str, dict[str, str]] = {
-    "ru": {
-        "model": "Модель",
-        "team": "Команда",
-        "method": "Метод",
-        "weights_mb": "Размер весов",
-        "latency_cpu_ms": "Время инференса (CPU, ms)",
-        "latency_gpu_ms": "Время инференса (GPU, ms)",
-        "ram_mb": "Использование RAM (MB)",
-        "vram_mb": "Использование VRAM (MB)",
-        "quality": "Качество (PPL, BLEU, Accuracy)",
-    },
-    "en": {
-        "model": "Model",
-        "team": "Team",
-        "method": "Method",
-        "weights_mb": "Weights (MB)",
-        "latency_cpu_ms": "Inference time (CPU, ms)",
-        "latency_gpu_ms": "Inference time (GPU, ms)",
-        "ram_mb": "RAM usage (MB)",
-        "vram_mb": "VRAM usage (MB)",
-        "quality": "Quality (PPL, BLEU, Accuracy)",
-    },
+_TEXT_HEADERS: dict[Language, dict[str, str]] = {
+    "ru": {"model": "Модель", "team": "Команда", "method": "Метод"},
+    "en": {"model": "Model", "team": "Team", "method": "Method"},
+}
+_QUALITY_HEADER = {"ru": "Качество (PPL, BLEU, Accuracy)", "en": "Quality (PPL, BLEU, Accuracy)"}
+HEADERS: dict[Language, dict[str, str]] = {
+    language: {
+        **_TEXT_HEADERS[language],
+        **{key: figure.text[language].column for key, figure in FIGURES.items()},
+        "quality": _QUALITY_HEADER[language],
+    }
+    for language in _TEXT_HEADERS
 }
 """Column headers; the Russian ones are the seed table's, word for word."""
 
 ALIGN = {"model": ":---", "team": ":---", "method": ":---:"}
 """Delimiter cells: text columns as in the seed, numbers centred (``:---:``)."""
 
-_WORDS: dict[str, dict[str, tuple[str, str]]] = {
-    # field → (word when the ratio favours the row, word when it does not)
-    "ru": {
-        "weights_mb": ("меньше", "больше"),
-        "latency": ("быстрее", "медленнее"),
-        "memory": ("меньше", "больше"),
-        "pp": ("п.п.", ""),
-    },
-    "en": {
-        "weights_mb": ("smaller", "larger"),
-        "latency": ("faster", "slower"),
-        "memory": ("less", "more"),
-        "pp": ("pp", ""),
-    },
-}
-_KIND = {
-    "weights_mb": "weights_mb",
-    "latency_cpu_ms": "latency",
-    "latency_gpu_ms": "latency",
-    "ram_mb": "memory",
-    "vram_mb": "memory",
-}
 _FOOTNOTE = {
     "ru": (
         "Все значения измерены mcval на эталонной машине: {env}; последний результат — {date}. "
@@ -179,13 +145,13 @@ def format_number(value: float | None) -> str:
     return NOT_AVAILABLE if value is None else f"{value:.2f}"
 
 
-def _ratio(field: str, value: float, base: float, language: str) -> str | None:
+def _ratio(field: str, value: float, base: float, language: Language) -> str | None:
     """``×3.1 faster``: how many times better (or worse) than the baseline."""
     if value <= 0 or base <= 0:
         return None
-    better, worse = _WORDS[language][_KIND[field]]
+    words = FIGURES[field].text[language]
     ratio = base / value
-    return f"×{ratio:.1f} {better}" if ratio >= 1 else f"×{1 / ratio:.1f} {worse}"
+    return f"×{ratio:.1f} {words.better}" if ratio >= 1 else f"×{1 / ratio:.1f} {words.worse}"
 
 
 def _signed(delta: float) -> str:
@@ -194,7 +160,7 @@ def _signed(delta: float) -> str:
 
 
 def quality_change(
-    quality: dict[str, float], baseline: dict[str, float], language: str = "en"
+    quality: dict[str, float], baseline: dict[str, float], language: Language = "en"
 ) -> str | None:
     """``+0.18 pp CER, +0.40 pp WER``: per metric both rows have, in the cell's order."""
     parts = []
@@ -205,7 +171,7 @@ def quality_change(
         info = METRICS.get(name)
         label = info.label if info else name
         if info is not None and info.kind is MetricKind.FRACTION:
-            parts.append(f"{_signed(delta * 100)} {_WORDS[language]['pp'][0]} {label}")
+            parts.append(f"{_signed(delta * 100)} {unit_word('pp', language)} {label}")
         else:
             parts.append(f"{_signed(delta)} {label}")
     return ", ".join(parts) or None
@@ -215,7 +181,7 @@ _TEXT_FIELDS = {"model": "model_id", "team": "team", "method": "method_name"}
 
 
 def _row_cells(
-    row: TableRow, columns: Sequence[TableColumn], language: str, escaped: dict[str, str]
+    row: TableRow, columns: Sequence[TableColumn], language: Language, escaped: dict[str, str]
 ) -> list[str]:
     """The cells of one row; ``escaped`` memoises escaping (ids and names repeat a lot)."""
     record = row.record
@@ -275,7 +241,7 @@ def newest_result(records: Sequence[ResultRecord]) -> datetime | None:
     return max(times, default=None)
 
 
-def reference_environment(records: Sequence[ResultRecord], language: str = "en") -> str:
+def reference_environment(records: Sequence[ResultRecord], language: Language = "en") -> str:
     """The runner most rows were measured on; others, if any, named with their row count."""
     counts = Counter(r.environment.summary for r in records)
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))

@@ -15,8 +15,8 @@ from rich.table import Table
 from mcval.render.comment import (
     UNMEASURED_EXPLANATION,
     SubmissionReport,
-    format_value,
     load_peak_line,
+    metric_cells,
 )
 from mcval.verdict import UNSTABLE_OUTCOME
 
@@ -28,6 +28,7 @@ _STYLES = {
     "unmeasured": "bold yellow",
     "unstable": "yellow",
     "input": "bold red",
+    "unusable": "bold yellow",
     "not_measured": "dim",
     "not_reported": "dim",
     "not_applicable": "dim",
@@ -39,6 +40,7 @@ _WORDS = {
     "unmeasured": "RE-RUN",
     "unstable": "⚠ unstable",
     "input": "INVALID",
+    "unusable": "UNMEASURED",
     "info": "info",
     "not_measured": "not measured",
     "not_reported": "not reported",
@@ -55,6 +57,8 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
         if report.record is None:
             for error in report.input_errors:
                 console.print(f"  [red]error[/] {escape(str(error))}")
+            if report.problem is not None:
+                console.print(f"  [yellow]{escape(report.problem)}[/]")
             console.print()
             continue
         record = report.record
@@ -72,14 +76,8 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
             verdict = f"[{_STYLES[m.status]}]{_WORDS[m.status]}[/]"
             if m.note and m.status in {"fail", "not_applicable", "unstable"}:
                 verdict += f" [dim]{escape(m.note)}[/]"
-            table.add_row(
-                escape(m.label),
-                format_value(m.field, m.reported),
-                format_value(m.field, m.measured),
-                m.delta or "",
-                escape(m.tolerance or ""),
-                verdict,
-            )
+            label, reported, measured, delta, tolerance = metric_cells(m)
+            table.add_row(escape(label), reported, measured, delta, escape(tolerance), verdict)
         if record.verdict == "unmeasured":
             console.print(
                 f"  [bold yellow]{UNSTABLE_OUTCOME.capitalize()}.[/] {UNMEASURED_EXPLANATION}"
@@ -100,4 +98,6 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
     passed = sum(1 for r in reports if r.status == "pass")
     rerun = sum(1 for r in reports if r.status == "unmeasured")
     again = f"; {rerun} could not be measured stably (re-run)" if rerun else ""
+    unusable = sum(1 for r in reports if r.status == "unusable")
+    again += f"; {unusable} could not be measured by this runner (re-run)" if unusable else ""
     console.print(f"{passed} of {len(reports)} submission(s) pass{again}")

@@ -1,13 +1,9 @@
 """The submission file: strict reading, unit conversion, schema and per-file rules."""
 
 from mcval.metrics import TASKS, Task
-from mcval.submission.load import (
-    DEFAULT_BENCHMARK_INPUT,
-    LoadedSubmission,
-    is_local_model,
-    load_submission,
-)
+from mcval.submission.load import LoadedSubmission, is_local_model, load_submission
 from mcval.submission.schema import (
+    DEFAULT_BENCHMARK_INPUT,
     Benchmark,
     BenchmarkInput,
     DatasetSpec,

@@ -15,45 +15,20 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mcval.errors import InputError, InputErrors
+from mcval.figures import CANONICAL_UNIT, FIGURES, Dimension
 from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind
 from mcval.policy import Policy
 from mcval.submission.schema import (
+    DEFAULT_BENCHMARK_INPUT,
     NAME_PATTERN,
-    BenchmarkInput,
     Submission,
+    input_shape_problem,
+    is_commit_sha,
 )
-from mcval.submission.units import Conversion, Dimension, UnitError, parse_quantity
+from mcval.submission.units import Conversion, UnitError, parse_quantity
 from mcval.submission.yamlsafe import FieldPath, Position, YamlDocument, read_yaml
 
 SUFFIXES = (".yaml", ".yml")
-
-DEFAULT_BENCHMARK_INPUT: dict[str, BenchmarkInput] = {
-    "text-classification": BenchmarkInput(tokens=128),
-    "token-classification": BenchmarkInput(tokens=128),
-    "causal-lm": BenchmarkInput(prompt_tokens=128, new_tokens=50),
-    "translation": BenchmarkInput(prompt_tokens=64, new_tokens=64),
-    "automatic-speech-recognition": BenchmarkInput(seconds=30),
-    "image-classification": BenchmarkInput(image_size=224),
-}
-"""The fixed latency input of each task when ``benchmark.input`` is left out."""
-
-_INPUT_SHAPES: dict[str, tuple[str, ...]] = {
-    "text-classification": ("tokens",),
-    "token-classification": ("tokens",),
-    "causal-lm": ("prompt_tokens", "tokens"),
-    "translation": ("prompt_tokens",),
-    "automatic-speech-recognition": ("seconds",),
-    "image-classification": ("image_size",),
-}
-
-_REPORTED_DIMENSIONS = {
-    "weights_mb": Dimension.SIZE,
-    "latency_cpu_ms": Dimension.TIME,
-    "latency_gpu_ms": Dimension.TIME,
-    "ram_mb": Dimension.SIZE,
-    "vram_mb": Dimension.SIZE,
-}
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 _TYPE_WORDS = {
     "string_type": "text",
@@ -170,7 +145,7 @@ def _convert_reported(
         return []
     conversions = []
     fields: list[tuple[FieldPath, dict[str, Any], str, Dimension]] = [
-        (("reported", key), reported, key, dim) for key, dim in _REPORTED_DIMENSIONS.items()
+        (("reported", key), reported, key, figure.dimension) for key, figure in FIGURES.items()
     ]
     quality = reported.get("quality")
     if isinstance(quality, dict):
@@ -200,7 +175,7 @@ def _convert_reported(
                     field=".".join(map(str, path)),
                     written=written,
                     value=value,
-                    unit={Dimension.SIZE: "MB", Dimension.TIME: "ms"}.get(dim, ""),
+                    unit=CANONICAL_UNIT[dim],
                 )
             )
     return conversions
@@ -342,15 +317,9 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
     if sub.benchmark.input is None:
         sub.benchmark.input = DEFAULT_BENCHMARK_INPUT[task].model_copy()
     else:
-        shape = next(k for k, v in sub.benchmark.input.model_dump().items() if v is not None)
-        if shape not in _INPUT_SHAPES[task]:
-            errors.append(
-                doc.error(
-                    f"benchmark input {{{shape}: ...}} does not fit {task}; use "
-                    + " or ".join(f"{{{s}: ...}}" for s in _INPUT_SHAPES[task]),
-                    ("benchmark", "input"),
-                )
-            )
+        problem = input_shape_problem(task, sub.benchmark.input.given_shape())
+        if problem:
+            errors.append(doc.error(problem, ("benchmark", "input")))
     for metric, value in sub.reported.quality.items():
         path = ("reported", "quality", metric)
         info = METRICS.get(metric)
@@ -374,15 +343,11 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
             errors.append(doc.error(f"{metric} = {value:g} is out of range{fix}", path))
     if sub.method.baseline == loaded.id:
         errors.append(doc.error("a submission cannot be its own baseline", ("method", "baseline")))
-    if sub.reported.vram_mb is not None and sub.reported.latency_gpu_ms is None:
-        loaded.warnings.append(
-            doc.error("reported.vram_mb is given without latency_gpu_ms", ("reported", "vram_mb"))
-        )
     revision = sub.model.revision
     is_local = is_local_model(sub.model.id, repo_root)
     if is_local and _leaves_repository(sub.model.id, repo_root):
         errors.append(doc.error(f"model.id {sub.model.id!r} {_LINK_OUTSIDE}", ("model", "id")))
-    if not is_local and (revision is None or not _SHA.match(revision)):
+    if not is_local and (revision is None or not is_commit_sha(revision)):
         loaded.warnings.append(
             doc.error(
                 "model.revision is not pinned to a 40-character commit sha; the hub repo can "

@@ -1,13 +1,15 @@
 """The submission file as pydantic models: the contract between students and the runner.
 
-Top-level and section names are fixed by PRODUCT.md. Every model forbids unknown keys
-(a typo must not pass silently) and is strict about types (``"8"`` is not a batch size).
+Top-level and section names are fixed by the course contract (submissions/README.md).
+Every model forbids unknown keys (a typo must not pass silently) and is strict about
+types (``"8"`` is not a batch size).
 Defaults that depend on the task are filled in by ``mcval.submission.rules``; they are
 documented in ``submissions/README.md``.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
@@ -18,6 +20,14 @@ SCHEMA_VERSION = 1
 TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 SUBMISSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+SHA_PATTERN = r"^[0-9a-f]{40}$"
+"""A full git commit SHA: a pinned hub revision, a pull request's head, a status target."""
+
+
+def is_commit_sha(text: str) -> bool:
+    """Whether ``text`` is a full 40-character lower-case commit SHA (nothing around it)."""
+    return re.fullmatch(SHA_PATTERN, text) is not None
+
 
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -154,6 +164,30 @@ class Evaluation(StrictModel):
     stride: Annotated[int, Field(gt=0)] | None = None
 
 
+InputShape = frozenset[str]
+"""The fields of ``benchmark.input`` one shape gives, e.g. ``{prompt_tokens, new_tokens}``."""
+
+INPUT_SHAPES: dict[InputShape, str] = {
+    frozenset({"tokens"}): "{tokens: N}",
+    frozenset({"prompt_tokens", "new_tokens"}): "{prompt_tokens: N, new_tokens: M}",
+    frozenset({"seconds"}): "{seconds: S}",
+    frozenset({"image_size"}): "{image_size: N}",
+}
+"""Every shape a benchmark input can have, as the error messages write it."""
+
+_TOKENS, _GENERATE, _AUDIO, _IMAGE = INPUT_SHAPES
+TASK_INPUT_SHAPES: dict[str, tuple[InputShape, ...]] = {
+    "text-classification": (_TOKENS,),
+    "token-classification": (_TOKENS,),
+    "causal-lm": (_TOKENS, _GENERATE),
+    "translation": (_TOKENS, _GENERATE),
+    "automatic-speech-recognition": (_AUDIO,),
+    "image-classification": (_IMAGE,),
+}
+"""The shapes each task's benchmark call takes: ``mcval check`` and the runner both read
+this one table, so a shape the check accepts is one the runner can time."""
+
+
 class BenchmarkInput(StrictModel):
     """The fixed input every latency call uses; exactly one shape."""
 
@@ -165,14 +199,18 @@ class BenchmarkInput(StrictModel):
 
     @model_validator(mode="after")
     def _one_shape(self) -> BenchmarkInput:
-        given = {k for k, v in self.model_dump().items() if v is not None}
-        shapes = [{"tokens"}, {"prompt_tokens", "new_tokens"}, {"seconds"}, {"image_size"}]
-        if given not in shapes:
-            raise ValueError(
-                "use exactly one input shape: {tokens: N}, {prompt_tokens: N, new_tokens: M}, "
-                "{seconds: S} or {image_size: N}"
-            )
+        if self.given_shape() not in INPUT_SHAPES:
+            *first, last = INPUT_SHAPES.values()
+            raise ValueError(f"use exactly one input shape: {', '.join(first)} or {last}")
         return self
+
+    def given(self) -> dict[str, int | float]:
+        """The fields this input sets, e.g. ``{"prompt_tokens": 128, "new_tokens": 50}``."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    def given_shape(self) -> InputShape:
+        """The shape this input has (its set fields)."""
+        return frozenset(self.given())
 
     def shape(self) -> str:
         """Short human description, e.g. ``128 tokens``."""
@@ -183,6 +221,33 @@ class BenchmarkInput(StrictModel):
         if self.seconds is not None:
             return f"{self.seconds:g} s of audio"
         return f"{self.image_size}×{self.image_size} image"
+
+
+DEFAULT_BENCHMARK_INPUT: dict[str, BenchmarkInput] = {
+    "text-classification": BenchmarkInput(tokens=128),
+    "token-classification": BenchmarkInput(tokens=128),
+    "causal-lm": BenchmarkInput(prompt_tokens=128, new_tokens=50),
+    "translation": BenchmarkInput(prompt_tokens=64, new_tokens=64),
+    "automatic-speech-recognition": BenchmarkInput(seconds=30),
+    "image-classification": BenchmarkInput(image_size=224),
+}
+"""The fixed latency input of each task when ``benchmark.input`` is left out."""
+
+
+_FIELD_ORDER = list(BenchmarkInput.model_fields)
+
+
+def _written(shape: InputShape) -> str:
+    return "{" + ", ".join(f"{k}: ..." for k in sorted(shape, key=_FIELD_ORDER.index)) + "}"
+
+
+def input_shape_problem(task: str, given: InputShape) -> str | None:
+    """Why an input of shape ``given`` cannot be timed for ``task``, or None when it can."""
+    accepted = TASK_INPUT_SHAPES[task]
+    if given in accepted:
+        return None
+    use = " or ".join(_written(s) for s in accepted)
+    return f"benchmark input {_written(given)} does not fit {task}; use {use}"
 
 
 class Benchmark(StrictModel):

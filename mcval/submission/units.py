@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import re
-from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+from mcval.figures import Dimension
 
 if TYPE_CHECKING:
     import pint
@@ -24,23 +25,6 @@ if TYPE_CHECKING:
 _QUANTITY = re.compile(
     r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[A-Za-zµ%]+)?\s*$"
 )
-
-
-class Dimension(str, Enum):
-    """What a reported number measures, and therefore its canonical unit."""
-
-    SIZE = "size"  # MiB (the course's "MB")
-    TIME = "time"  # milliseconds
-    FRACTION = "fraction"  # 0..1; "3.83%" becomes 0.0383
-    PLAIN = "plain"  # a number without a unit (BLEU, perplexity)
-
-
-CANONICAL_UNIT = {
-    Dimension.SIZE: "MB",
-    Dimension.TIME: "ms",
-    Dimension.FRACTION: "",
-    Dimension.PLAIN: "",
-}
 _PINT_UNIT = {Dimension.SIZE: "MiB", Dimension.TIME: "ms", Dimension.FRACTION: ""}
 _PINT_DIMENSION: dict[Dimension, str | None] = {
     Dimension.SIZE: "[information]",

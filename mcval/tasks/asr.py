@@ -30,16 +30,17 @@ import torch
 
 from mcval.tasks import scoring
 from mcval.tasks.audio import load_audio
-from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.base import TaskDataError, benchmark_input
 from mcval.tasks.common import (
     BENCHMARK_SEED,
+    EvalJob,
     HandlerBase,
     to_device,
 )
-from mcval.tasks.data import load_slice, media_source, text_cell
+from mcval.tasks.data import media_source, text_cell
 
 if TYPE_CHECKING:
-    from mcval.submission.schema import Benchmark, Evaluation
+    from mcval.submission.schema import Benchmark
 
 TASK = "automatic-speech-recognition"
 TOKENS_PER_SECOND = 3.0
@@ -77,15 +78,12 @@ class SpeechRecognition(HandlerBase):
 
     name = TASK
     auto_class = "AutoModelForSpeechSeq2Seq"
+    preprocessor_class = "AutoProcessor"
 
     def load_preprocessor(
         self, source: str | Path, revision: str | None, gguf_file: str | None
     ) -> Any:
-        from transformers import AutoProcessor
-
-        processor = AutoProcessor.from_pretrained(
-            str(source), revision=revision, trust_remote_code=False
-        )
+        processor = super().load_preprocessor(source, revision, gguf_file)
         _parts(processor)
         return processor
 
@@ -155,17 +153,9 @@ class SpeechRecognition(HandlerBase):
             texts.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
         return [t.strip() for t in texts]
 
-    def evaluate(
-        self,
-        model: Any,
-        preprocessor: Any,
-        evaluation: Evaluation,
-        repo_root: Path,
-        device: str,
-    ) -> dict[str, float]:
-        metrics = resolve_metrics(TASK, evaluation.metrics)
-        columns = resolve_columns(TASK, evaluation.columns)
-        data = load_slice(evaluation.dataset, repo_root, columns, media={columns["audio"]: "audio"})
+    def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
+        """WER and CER of greedy transcripts of the slice's clips (module docstring)."""
+        data, columns, evaluation = job.data, job.columns, job.evaluation
         extractor, _ = _parts(preprocessor)
         rate = int(extractor.sampling_rate)
         window = window_seconds(extractor)
@@ -186,5 +176,4 @@ class SpeechRecognition(HandlerBase):
         hypotheses = self.transcribe(
             model, preprocessor, clips, evaluation.batch_size, evaluation.max_new_tokens, device
         )
-        values = scoring.error_rates(hypotheses, references)
-        return {m: values[m] for m in metrics}
+        return scoring.error_rates(hypotheses, references)

@@ -1,8 +1,9 @@
 """The task protocol the measurement runner drives, and the registry of task handlers.
 
 This module is torch-free: the handlers themselves (which import torch and transformers)
-are imported only when ``get_task`` is called, so ``mcval check`` can import the task
-names, role defaults and benchmark defaults without pulling in the measuring stack.
+are imported only when ``get_task`` is called, so the task names and role defaults can be
+imported without pulling in the measuring stack. The benchmark input shapes and defaults
+are the contract's (``mcval.submission.schema``), shared with ``mcval check``.
 
 Protocol (all six tasks implement it; the runner relies on nothing else):
 
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mcval.errors import InputError
 from mcval.metrics import DEFAULT_METRICS, TASK_METRICS
+from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, input_shape_problem
 
 if TYPE_CHECKING:
     from mcval.submission.schema import Benchmark, Evaluation
@@ -101,16 +103,6 @@ TASK_ROLES: dict[str, dict[str, str | None]] = {
 only when mapped in ``evaluation.columns``). A column name may be a dotted path into a
 dict-valued column, e.g. ``{source: translation.en, target: translation.de}`` for WMT."""
 
-BENCHMARK_SHAPES: dict[str, tuple[frozenset[str], ...]] = {
-    "text-classification": (frozenset({"tokens"}),),
-    "token-classification": (frozenset({"tokens"}),),
-    "causal-lm": (frozenset({"tokens"}), frozenset({"prompt_tokens", "new_tokens"})),
-    "translation": (frozenset({"tokens"}), frozenset({"prompt_tokens", "new_tokens"})),
-    "automatic-speech-recognition": (frozenset({"seconds"}),),
-    "image-classification": (frozenset({"image_size"}),),
-}
-"""Benchmark input shapes each task accepts (``mcval check`` can reject others early)."""
-
 
 def get_task(name: str) -> TaskHandler:
     """The handler of task ``name``; raises ``InputError`` for an unknown task."""
@@ -157,19 +149,14 @@ def resolve_columns(task: str, columns: Mapping[str, str]) -> dict[str, str]:
 
 
 def benchmark_input(task: str, benchmark: Benchmark) -> dict[str, int | float]:
-    """The benchmark input as a dict of its given fields (``mcval.submission``'s task default
-    when not declared, as ``load_submission`` fills it in).
+    """The benchmark input as a dict of its given fields (the task's default when not
+    declared, as ``load_submission`` fills it in).
 
-    Raises ``InputError`` when the declared shape does not fit the task.
+    Raises ``InputError`` when the declared shape does not fit the task: the same table
+    (``TASK_INPUT_SHAPES``) and the same words as ``mcval check``.
     """
-    if benchmark.input is None:
-        from mcval.submission.load import DEFAULT_BENCHMARK_INPUT
-
-        default = DEFAULT_BENCHMARK_INPUT[task]
-        return {k: v for k, v in default.model_dump().items() if v is not None}
-    given = {k: v for k, v in benchmark.input.model_dump().items() if v is not None}
-    shapes = BENCHMARK_SHAPES[task]
-    if frozenset(given) not in shapes:
-        accepted = " or ".join("{" + ", ".join(f"{k}: N" for k in sorted(s)) + "}" for s in shapes)
-        raise InputError(f"benchmark.input: {task} takes {accepted}, not {given}")
+    given = (benchmark.input or DEFAULT_BENCHMARK_INPUT[task]).given()
+    problem = input_shape_problem(task, frozenset(given))
+    if problem:
+        raise InputError(problem)
     return given

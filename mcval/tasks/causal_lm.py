@@ -26,24 +26,26 @@ Benchmark
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mcval.tasks import scoring
-from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.base import TaskDataError, benchmark_input
 from mcval.tasks.common import (
+    EvalJob,
     HandlerBase,
     check_length,
     ensure_pad_token,
-    seeded_token_ids,
+    exact_generate_call,
+    forward_call,
+    seeded_inputs,
     to_device,
 )
-from mcval.tasks.data import load_slice, text_cell
+from mcval.tasks.data import text_cell
 
 if TYPE_CHECKING:
-    from mcval.submission.schema import Benchmark, Evaluation
+    from mcval.submission.schema import Benchmark
 
 TASK = "causal-lm"
 LOGITS_BUDGET_BYTES = 2 * 2**30
@@ -94,45 +96,20 @@ class CausalLM(HandlerBase):
         if "tokens" in shape:
             tokens = int(shape["tokens"])
             check_length(tokens, limit, "benchmark.input.tokens")
-            ids = seeded_token_ids(preprocessor, model.config, benchmark.batch_size, tokens)
-            inputs = to_device(
-                {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device
+            return forward_call(
+                model, seeded_inputs(preprocessor, model, benchmark.batch_size, tokens, device)
             )
-
-            def forward() -> Any:
-                with torch.inference_mode():
-                    return model(**inputs).logits
-
-            return forward
         prompt, new = int(shape["prompt_tokens"]), int(shape["new_tokens"])
         check_length(prompt + new, limit, "benchmark prompt_tokens + new_tokens")
-        ids = seeded_token_ids(preprocessor, model.config, benchmark.batch_size, prompt)
-        inputs = to_device(
-            {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device
-        )
-        config = exact_generation_config(model, preprocessor, new)
+        return exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
 
-        def generate() -> Any:
-            with torch.inference_mode():
-                return model.generate(**inputs, generation_config=config)
-
-        return generate
-
-    def evaluate(
-        self,
-        model: Any,
-        preprocessor: Any,
-        evaluation: Evaluation,
-        repo_root: Path,
-        device: str,
-    ) -> dict[str, float]:
-        metrics = resolve_metrics(TASK, evaluation.metrics)
-        columns = resolve_columns(TASK, evaluation.columns)
-        data = load_slice(evaluation.dataset, repo_root, columns)
-        text = "\n\n".join(text_cell(r, columns["text"], "text") for r in data.rows)
+    def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
+        """Perplexity of the slice's texts joined into one document (module docstring)."""
+        evaluation = job.evaluation
+        text = "\n\n".join(text_cell(r, job.columns["text"], "text") for r in job.data.rows)
         ids = preprocessor(text, return_tensors="pt", truncation=False, verbose=False).input_ids[0]
         if ids.numel() < 2:
-            raise TaskDataError(f"the evaluation text of {data.description} has under 2 tokens")
+            raise TaskDataError(f"the evaluation text of {job.data.description} has under 2 tokens")
         limit = model_max_length(model.config)
         context = evaluation.context_length or limit
         if context is None:
@@ -147,7 +124,7 @@ class CausalLM(HandlerBase):
         nll, count = self.negative_log_likelihood(
             model, preprocessor, ids, context, stride, evaluation.batch_size, device
         )
-        return {m: {"perplexity": scoring.perplexity(nll, count)}[m] for m in metrics}
+        return {"perplexity": scoring.perplexity(nll, count)}
 
     def negative_log_likelihood(
         self,
@@ -186,27 +163,3 @@ class CausalLM(HandlerBase):
                 total -= float(picked.sum())
                 count += int(scored.sum())
         return total, count
-
-
-def exact_generation_config(model: Any, tokenizer: Any, new_tokens: int) -> Any:
-    """Greedy decoding of exactly ``new_tokens`` tokens (EOS suppressed until then)."""
-    from transformers import GenerationConfig
-
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    pad = model.generation_config.pad_token_id
-    if pad is None:
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    if isinstance(pad, list):
-        pad = pad[0]
-    return GenerationConfig(
-        max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,
-        do_sample=False,
-        num_beams=1,
-        eos_token_id=eos,
-        pad_token_id=pad,
-        bos_token_id=model.generation_config.bos_token_id,
-        decoder_start_token_id=model.generation_config.decoder_start_token_id,
-    )

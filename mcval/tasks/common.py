@@ -1,15 +1,25 @@
-"""Helpers shared by the task modules (these import torch; ``base`` and ``data`` do not)."""
+"""What the task modules share (these import torch; ``base`` and ``data`` do not).
+
+``HandlerBase`` holds the one ``evaluate`` every task runs (metrics, columns, slice) and
+calls the task's ``score``; the benchmark helpers build the seeded inputs and the timed
+forward or exact-length ``generate`` calls, so each task module keeps only what is its own.
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
-from mcval.tasks.base import TaskDataError
+from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.data import EvalSlice, load_slice, media_columns
+
+if TYPE_CHECKING:
+    from mcval.submission.schema import Benchmark, Evaluation
 
 T = TypeVar("T")
 BENCHMARK_SEED = 0
@@ -161,12 +171,30 @@ def load_tokenizer(source: str | Path, revision: str | None, gguf_file: str | No
     return AutoTokenizer.from_pretrained(str(source), **kwargs)
 
 
+@dataclass(frozen=True)
+class EvalJob:
+    """What a task scores: the loaded slice, its resolved columns, the declared evaluation
+    and the metrics asked for (validated, in the requested order)."""
+
+    data: EvalSlice
+    columns: dict[str, str]
+    evaluation: Evaluation
+    metrics: list[str]
+
+
 class HandlerBase:
     """What every task handler shares: its transformers Auto class (named, imported on
-    use) and a tokenizer as the default preprocessor."""
+    use), its preprocessor (a tokenizer unless it names an ``Auto*`` processor class), and
+    the evaluation template.
+
+    ``evaluate`` resolves the metrics and columns and loads the slice the same way for
+    every task, so a task writes only ``score``: its own reading of the rows and its own
+    scoring.
+    """
 
     name: str
     auto_class: str
+    preprocessor_class: ClassVar[str | None] = None
 
     @property
     def default_metrics(self) -> tuple[str, ...]:
@@ -182,20 +210,133 @@ class HandlerBase:
     def load_preprocessor(
         self, source: str | Path, revision: str | None, gguf_file: str | None
     ) -> Any:
-        return load_tokenizer(source, revision, gguf_file)
+        if self.preprocessor_class is None:
+            return load_tokenizer(source, revision, gguf_file)
+        import transformers
+
+        auto = getattr(transformers, self.preprocessor_class)
+        return auto.from_pretrained(str(source), revision=revision, trust_remote_code=False)
+
+    def evaluate(
+        self,
+        model: Any,
+        preprocessor: Any,
+        evaluation: Evaluation,
+        repo_root: Path,
+        device: str,
+    ) -> dict[str, float]:
+        """Quality metrics on the declared slice, in the order the metrics were requested."""
+        metrics = resolve_metrics(self.name, evaluation.metrics)
+        columns = resolve_columns(self.name, evaluation.columns)
+        self.check_metrics(model, metrics)
+        data = load_slice(evaluation.dataset, repo_root, columns, media=media_columns(columns))
+        values = self.score(
+            model, preprocessor, EvalJob(data, columns, evaluation, metrics), device
+        )
+        return {m: values[m] for m in metrics}
+
+    def check_metrics(self, model: Any, metrics: list[str]) -> None:
+        """Refuse a metric the model cannot give, before any data is read (default: none)."""
+
+    def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
+        """The task's own part of ``evaluate``: ``{metric: value}`` for (at least)
+        ``job.metrics``."""
+        raise NotImplementedError
 
 
-def forward_logits_call(task: str, model: Any, tokenizer: Any, benchmark: Any, device: str) -> Any:
-    """One forward pass over ``batch_size`` seeded sequences of ``tokens`` ids (encoders)."""
-    from mcval.tasks.base import benchmark_input
+def seeded_inputs(
+    tokenizer: Any, model: Any, batch: int, length: int, device: str
+) -> dict[str, Any]:
+    """``batch`` seeded sequences of ``length`` ordinary token ids, all attended, on ``device``."""
+    ids = seeded_token_ids(tokenizer, model.config, batch, length)
+    return to_device({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device)
 
-    tokens = int(benchmark_input(task, benchmark)["tokens"])
-    check_length(tokens, max_input_tokens(tokenizer, model.config), "benchmark.input.tokens")
-    ids = seeded_token_ids(tokenizer, model.config, benchmark.batch_size, tokens)
-    inputs = to_device({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device)
+
+def forward_call(model: Any, inputs: Mapping[str, Any]) -> Callable[[], Any]:
+    """The timed call of a forward benchmark: one pass over ``inputs``, returning logits."""
 
     def call() -> Any:
         with torch.inference_mode():
             return model(**inputs).logits
 
     return call
+
+
+class EncoderHandler(HandlerBase):
+    """An encoder timed by one forward pass over ``batch_size`` seeded sequences of
+    ``tokens`` ordinary ids (``{tokens: N}``), refused beyond the model's input limit."""
+
+    def benchmark_call(
+        self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
+    ) -> Callable[[], Any]:
+        tokens = int(benchmark_input(self.name, benchmark)["tokens"])
+        check_length(tokens, max_input_tokens(preprocessor, model.config), "benchmark.input.tokens")
+        inputs = seeded_inputs(preprocessor, model, benchmark.batch_size, tokens, device)
+        return forward_call(model, inputs)
+
+
+def encode_batch(tokenizer: Any, limit: int | None, *texts: Any, **options: Any) -> Any:
+    """One batch of texts tokenised for the model: right-padded with attention masks and
+    truncated to ``limit`` (the model's input limit, ``None``: none known)."""
+    return tokenizer(
+        *texts,
+        padding=True,
+        truncation=limit is not None,
+        max_length=limit,
+        return_tensors="pt",
+        **options,
+    )
+
+
+def batch_logits(model: Any, encoded: Mapping[str, Any], device: str) -> torch.Tensor:
+    """The logits of one encoded batch (no gradients)."""
+    with torch.inference_mode():
+        return model(**to_device(encoded, model, device)).logits
+
+
+def argmax_batch(
+    model: Any, tokenizer: Any, limit: int | None, device: str, *texts: Any, **options: Any
+) -> tuple[Any, list[Any]]:
+    """An encoder's predictions for one batch of texts: the encoding (for word alignment)
+    and the argmax class id per sequence, or per token for token-level heads."""
+    encoded = encode_batch(tokenizer, limit, *texts, **options)
+    return encoded, batch_logits(model, encoded, device).argmax(dim=-1).tolist()
+
+
+def exact_generate_call(
+    model: Any, tokenizer: Any, batch: int, prompt: int, new: int, device: str
+) -> Callable[[], Any]:
+    """The timed call of a generation benchmark: ``generate`` from ``batch`` seeded prompts
+    of ``prompt`` tokens producing exactly ``new`` tokens each."""
+    inputs = seeded_inputs(tokenizer, model, batch, prompt, device)
+    config = exact_generation_config(model, tokenizer, new)
+
+    def generate() -> Any:
+        with torch.inference_mode():
+            return model.generate(**inputs, generation_config=config)
+
+    return generate
+
+
+def exact_generation_config(model: Any, tokenizer: Any, new_tokens: int) -> Any:
+    """Greedy decoding of exactly ``new_tokens`` tokens (EOS suppressed until then)."""
+    from transformers import GenerationConfig
+
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    pad = model.generation_config.pad_token_id
+    if pad is None:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    if isinstance(pad, list):
+        pad = pad[0]
+    return GenerationConfig(
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        bos_token_id=model.generation_config.bos_token_id,
+        decoder_start_token_id=model.generation_config.decoder_start_token_id,
+    )

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text")
 DEFAULT_SAMPLES = 200
 MediaKind = Literal["audio", "image"]
+MEDIA_ROLES: tuple[MediaKind, ...] = ("audio", "image")
+"""Column roles (``mcval.tasks.base.TASK_ROLES``) that hold the media they are named after."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,12 @@ def _cast_media(ds: Any, media: Mapping[str, MediaKind]) -> Any:
         elif isinstance(feature, datasets.Image):
             ds = ds.cast_column(column, datasets.Image(decode=False))
     return ds
+
+
+def media_columns(columns: Mapping[str, str]) -> dict[str, MediaKind]:
+    """Column name → media kind for the media roles among ``columns`` (role → column), so
+    a task never declares what its role names already say."""
+    return {columns[kind]: kind for kind in MEDIA_ROLES if kind in columns}
 
 
 def load_slice(

@@ -20,17 +20,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mcval.tasks import scoring
-from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.base import TaskDataError, benchmark_input
 from mcval.tasks.common import (
     BENCHMARK_SEED,
+    EvalJob,
     HandlerBase,
     LabelMap,
+    batch_logits,
+    forward_call,
     to_device,
 )
-from mcval.tasks.data import Row, cell, load_slice, media_source
+from mcval.tasks.data import Row, cell, media_source
 
 if TYPE_CHECKING:
-    from mcval.submission.schema import Benchmark, Evaluation
+    from mcval.submission.schema import Benchmark
 
 TASK = "image-classification"
 
@@ -52,15 +55,7 @@ class ImageClassification(HandlerBase):
 
     name = TASK
     auto_class = "AutoModelForImageClassification"
-
-    def load_preprocessor(
-        self, source: str | Path, revision: str | None, gguf_file: str | None
-    ) -> Any:
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(
-            str(source), revision=revision, trust_remote_code=False
-        )
+    preprocessor_class = "AutoImageProcessor"
 
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
@@ -69,45 +64,32 @@ class ImageClassification(HandlerBase):
         channels = int(getattr(model.config, "num_channels", 3) or 3)
         generator = torch.Generator().manual_seed(BENCHMARK_SEED)
         pixels = torch.randn((benchmark.batch_size, channels, size, size), generator=generator)
-        inputs = to_device({"pixel_values": pixels}, model, device)
+        return forward_call(model, to_device({"pixel_values": pixels}, model, device))
 
-        def call() -> Any:
-            with torch.inference_mode():
-                return model(**inputs).logits
-
-        return call
-
-    def evaluate(
-        self,
-        model: Any,
-        preprocessor: Any,
-        evaluation: Evaluation,
-        repo_root: Path,
-        device: str,
-    ) -> dict[str, float]:
-        metrics = resolve_metrics(TASK, evaluation.metrics)
-        columns = resolve_columns(TASK, evaluation.columns)
+    def check_metrics(self, model: Any, metrics: list[str]) -> None:
+        """Top-5 accuracy is meaningless with fewer than 5 classes."""
         classes = int(model.config.num_labels)
         if "top5_accuracy" in metrics and classes < 5:
             raise TaskDataError(f"top5_accuracy needs at least 5 classes; the model has {classes}")
-        data = load_slice(evaluation.dataset, repo_root, columns, media={columns["image"]: "image"})
+
+    def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
+        """Top-1 and top-5 accuracy of the logits against the mapped gold labels."""
+        data, columns, batch_size = job.data, job.columns, job.evaluation.batch_size
         labels = LabelMap(model.config, data.label_names(columns["label"]))
         gold = [labels.model_id(cell(r, columns["label"]), r.where) for r in data.rows]
         top1: list[int] = []
         top5_hits: list[bool] = []
-        k = min(5, classes)
-        for start in range(0, len(data.rows), evaluation.batch_size):
-            rows = data.rows[start : start + evaluation.batch_size]
+        k = min(5, int(model.config.num_labels))
+        for start in range(0, len(data.rows), batch_size):
+            rows = data.rows[start : start + batch_size]
             images = [open_image(r, columns["image"], data.repo_root) for r in rows]
             encoded = preprocessor(images=images, return_tensors="pt")
-            with torch.inference_mode():
-                logits = model(**to_device(encoded, model, device)).logits
+            logits = batch_logits(model, encoded, device)
             best = logits.topk(k, dim=-1).indices.tolist()
             for offset, candidates in enumerate(best):
                 top1.append(int(candidates[0]))
                 top5_hits.append(gold[start + offset] in candidates)
-        values = {
+        return {
             "accuracy": scoring.accuracy(top1, gold),
             "top5_accuracy": sum(top5_hits) / len(top5_hits),
         }
-        return {m: values[m] for m in metrics}

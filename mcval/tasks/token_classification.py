@@ -14,33 +14,27 @@ token ids, one forward pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import torch
+from typing import Any
 
 from mcval.tasks import scoring
-from mcval.tasks.base import TaskDataError, resolve_columns, resolve_metrics
+from mcval.tasks.base import TaskDataError
 from mcval.tasks.common import (
-    HandlerBase,
+    EncoderHandler,
+    EvalJob,
     LabelMap,
+    argmax_batch,
     ensure_pad_token,
-    forward_logits_call,
     load_tokenizer,
     max_input_tokens,
-    to_device,
 )
-from mcval.tasks.data import Row, cell, load_slice
-
-if TYPE_CHECKING:
-    from mcval.submission.schema import Benchmark, Evaluation
+from mcval.tasks.data import Row, cell
 
 TASK = "token-classification"
 OUTSIDE = "O"
 
 
-class TokenClassification(HandlerBase):
+class TokenClassification(EncoderHandler):
     """Word-level tagging with ``AutoModelForTokenClassification``."""
 
     name = TASK
@@ -60,11 +54,6 @@ class TokenClassification(HandlerBase):
             tokenizer = AutoTokenizer.from_pretrained(str(source), **kwargs)
         return tokenizer
 
-    def benchmark_call(
-        self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
-    ) -> Callable[[], Any]:
-        return forward_logits_call(TASK, model, preprocessor, benchmark, device)
-
     def predict(
         self, model: Any, tokenizer: Any, sentences: list[list[str]], batch_size: int, device: str
     ) -> list[list[str]]:
@@ -78,17 +67,10 @@ class TokenClassification(HandlerBase):
         todo = [i for i, words in enumerate(sentences) if words]
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            encoded = tokenizer(
-                [sentences[i] for i in chunk],
-                is_split_into_words=True,
-                padding=True,
-                truncation=limit is not None,
-                max_length=limit,
-                return_tensors="pt",
+            words = [sentences[i] for i in chunk]
+            encoded, best = argmax_batch(
+                model, tokenizer, limit, device, words, is_split_into_words=True
             )
-            with torch.inference_mode():
-                logits = model(**to_device(encoded, model, device)).logits
-            best = logits.argmax(dim=-1).tolist()
             for b, i in enumerate(chunk):
                 seen: set[int] = set()
                 for position, word in enumerate(encoded.word_ids(b)):
@@ -98,27 +80,18 @@ class TokenClassification(HandlerBase):
                     predictions[i][word] = id2label[best[b][position]]
         return predictions
 
-    def evaluate(
-        self,
-        model: Any,
-        preprocessor: Any,
-        evaluation: Evaluation,
-        repo_root: Path,
-        device: str,
-    ) -> dict[str, float]:
-        metrics = resolve_metrics(TASK, evaluation.metrics)
-        columns = resolve_columns(TASK, evaluation.columns)
-        data = load_slice(evaluation.dataset, repo_root, columns)
-        labels = LabelMap(model.config, data.label_names(columns["tags"]))
+    def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
+        """Entity-level scores of the first-sub-token tags against the mapped gold tags."""
+        labels = LabelMap(model.config, job.data.label_names(job.columns["tags"]))
         sentences: list[list[str]] = []
         gold: list[list[str]] = []
-        for row in data.rows:
-            words, tags = _words_and_tags(row, columns)
+        for row in job.data.rows:
+            words, tags = _words_and_tags(row, job.columns)
             sentences.append(words)
             gold.append([labels.name(labels.model_id(t, row.where)) for t in tags])
-        predicted = self.predict(model, preprocessor, sentences, evaluation.batch_size, device)
-        values = scoring.entity_scores(predicted, gold)
-        return {m: values[m] for m in metrics}
+        batch_size = job.evaluation.batch_size
+        predicted = self.predict(model, preprocessor, sentences, batch_size, device)
+        return scoring.entity_scores(predicted, gold)
 
 
 def _words_and_tags(row: Row, columns: dict[str, str]) -> tuple[list[str], list[Any]]:

@@ -19,26 +19,26 @@ row, ``generate`` producing exactly M tokens (greedy, ``min_new_tokens = max_new
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mcval.tasks import scoring
-from mcval.tasks.base import benchmark_input, resolve_columns, resolve_metrics
-from mcval.tasks.causal_lm import exact_generation_config
+from mcval.tasks.base import benchmark_input
 from mcval.tasks.common import (
+    EvalJob,
     HandlerBase,
     check_length,
+    encode_batch,
     ensure_pad_token,
+    exact_generate_call,
     max_input_tokens,
-    seeded_token_ids,
     to_device,
 )
-from mcval.tasks.data import load_slice, text_cell
+from mcval.tasks.data import text_cell
 
 if TYPE_CHECKING:
-    from mcval.submission.schema import Benchmark, Evaluation
+    from mcval.submission.schema import Benchmark
 
 TASK = "translation"
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -57,17 +57,7 @@ class Translation(HandlerBase):
         prompt = int(shape.get("prompt_tokens", shape.get("tokens", 0)))
         new = int(shape.get("new_tokens", shape.get("tokens", 0)))
         check_length(prompt, max_input_tokens(preprocessor, model.config), "the benchmark source")
-        ids = seeded_token_ids(preprocessor, model.config, benchmark.batch_size, prompt)
-        inputs = to_device(
-            {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, model, device
-        )
-        config = exact_generation_config(model, preprocessor, new)
-
-        def generate() -> Any:
-            with torch.inference_mode():
-                return model.generate(**inputs, generation_config=config)
-
-        return generate
+        return exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
 
     def translate(
         self,
@@ -98,13 +88,7 @@ class Translation(HandlerBase):
         )
         outputs: list[str] = []
         for start in range(0, len(sources), batch_size):
-            encoded = tokenizer(
-                sources[start : start + batch_size],
-                padding=True,
-                truncation=limit is not None,
-                max_length=limit,
-                return_tensors="pt",
-            )
+            encoded = encode_batch(tokenizer, limit, sources[start : start + batch_size])
             with torch.inference_mode():
                 generated = model.generate(
                     **to_device(encoded, model, device), generation_config=config
@@ -112,27 +96,19 @@ class Translation(HandlerBase):
             outputs.extend(tokenizer.batch_decode(generated, skip_special_tokens=True))
         return [o.strip() for o in outputs]
 
-    def evaluate(
-        self,
-        model: Any,
-        preprocessor: Any,
-        evaluation: Evaluation,
-        repo_root: Path,
-        device: str,
-    ) -> dict[str, float]:
-        metrics = resolve_metrics(TASK, evaluation.metrics)
-        columns = resolve_columns(TASK, evaluation.columns)
-        data = load_slice(evaluation.dataset, repo_root, columns)
-        prefix = getattr(evaluation, "source_prefix", None) or ""
-        sources = [prefix + text_cell(r, columns["source"], "source") for r in data.rows]
-        references = [text_cell(r, columns["target"], "target") for r in data.rows]
+    def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
+        """BLEU / chrF of greedy translations (only the metrics asked for are computed)."""
+        rows, columns = job.data.rows, job.columns
+        prefix = getattr(job.evaluation, "source_prefix", None) or ""
+        sources = [prefix + text_cell(r, columns["source"], "source") for r in rows]
+        references = [text_cell(r, columns["target"], "target") for r in rows]
         hypotheses = self.translate(
             model,
             preprocessor,
             sources,
-            evaluation.batch_size,
-            evaluation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
+            job.evaluation.batch_size,
+            job.evaluation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             device,
         )
         scorers = {"bleu": scoring.bleu, "chrf": scoring.chrf}
-        return {m: scorers[m](hypotheses, references) for m in metrics}
+        return {m: scorers[m](hypotheses, references) for m in job.metrics}

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from mcval.figures import FigureValues
+from mcval.measure.device_job import DeviceResult, WorkerRequest
 from mcval.measure.environment import Environment, environment_class, physical_cores
-from mcval.measure.isolation import ChildError, run_isolated
 from mcval.measure.latency import LatencyStats
 from mcval.measure.memory import RamStats, VramStats
 from mcval.measure.size import SizeReport
-from mcval.measure.worker import DeviceResult, WorkerRequest
-from mcval.models.claims import Finding, ModelInspection, check_claims
+from mcval.measure.supervisor import ChildError, run_isolated
+from mcval.models.inspection import ModelInspection
 
 if TYPE_CHECKING:
     from mcval.policy import MeasurePolicy, Policy
@@ -32,12 +33,13 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[str, str], None]
 """``progress(device, stage)``: called in the parent as the child reports each stage."""
 
-WORKER_TARGET = "mcval.measure.worker:measure_device"
+WORKER_TARGET = "mcval.measure.device_job:measure_device"
 PRELOAD = (
     "torch",
     "transformers",
     # transformers imports these lazily during the first from_pretrained: ~130 MB of RSS
-    # that would otherwise count as the model's (PRODUCT.md: the imports are not the model's).
+    # that would otherwise count as the model's (docs/measurement.md: the imports are not
+    # the model's).
     "transformers.modeling_utils",
     "transformers.modeling_layers",
     "transformers.masking_utils",
@@ -56,8 +58,17 @@ class MeasureError(BaseModel):
 
     device: str
     kind: Literal[
-        "timeout", "signal", "memory", "exception", "exit", "protocol", "launch", "input", "quality"
-    ]
+        "timeout",
+        "signal",
+        "memory",
+        "exception",
+        "exit",
+        "protocol",
+        "launch",
+        "input",
+        "quality",
+        "runner",
+    ] = Field(description="'input': the submission's to fix; 'runner': this machine's (re-run)")
     message: str
     line: int | None = Field(default=None, description="submission line it concerns")
     field: list[str | int] | None = None
@@ -95,33 +106,27 @@ class MeasurementDetails(BaseModel):
     devices: list[DeviceRun] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     inspection: ModelInspection | None = Field(
-        default=None, description="what the measured weights are (dtypes, zeros, fingerprints)"
-    )
-    findings: list[Finding] = Field(
-        default_factory=list,
-        description="claims of method.name/recipe the weights contradict (no baseline here)",
+        default=None,
+        description="what the measured weights are (dtypes, zeros, fingerprints); the claims "
+        "of method.name are checked against it where the baseline is known (mcval validate)",
     )
     wall_s: float
 
 
-class Measurement(BaseModel):
+class Measurement(FigureValues):
     """What ``mcval measure --json`` prints and the verdict compares against."""
 
     submission: str | None = None
-    weights_mb: float | None = None
-    latency_cpu_ms: float | None = None
-    latency_gpu_ms: float | None = None
-    ram_mb: float | None = None
-    vram_mb: float | None = None
-    quality: dict[str, float] = Field(default_factory=dict)
-    unstable: dict[str, str] = Field(
-        default_factory=dict,
-        description="figure key (e.g. 'latency_cpu_ms') → why it could not be measured "
-        "stably; such a figure is shown but never passes or fails a submission",
-    )
     environment: Environment | None = None
     ok: bool = Field(description="every requested device measured or not applicable")
     details: MeasurementDetails
+
+    @property
+    def runner_problem(self) -> str | None:
+        """Why this machine could not measure (the hub unreachable), when that is the case:
+        the runner's fault, so commands exit 3 and no verdict is given."""
+        found = [e.message for e in self.details.errors if e.kind == "runner"]
+        return "; ".join(dict.fromkeys(found)) or None
 
 
 def choose_threads(policy: Policy, benchmark_threads: int | None) -> int:
@@ -164,6 +169,123 @@ def _merge_environment(cpu: Environment | None, gpu: Environment | None) -> Envi
     )
 
 
+class DeviceOutcome(BaseModel):
+    """One device's child, as the merge needs it: its run, its figures (when it produced
+    any), the reason it has none, and the errors it reported."""
+
+    run: DeviceRun
+    result: DeviceResult | None = None
+    not_applicable: str | None = None
+    errors: list[MeasureError] = Field(default_factory=list)
+    quality_attempted: bool = False
+
+
+def run_device(
+    loaded: LoadedSubmission,
+    repo_root: Path,
+    policy: Policy,
+    device: str,
+    *,
+    threads: int,
+    quality: bool,
+    progress: ProgressCallback | None = None,
+    backend: str | None = None,
+    sys_path: Sequence[str] = (),
+) -> DeviceOutcome:
+    """Measure ``loaded`` on one device in a child of its own; never raises for what the
+    child does (its failure is an error of this device's outcome)."""
+    mp = policy.measure
+    is_cpu = device == "cpu"
+    request = WorkerRequest(
+        submission_json=loaded.submission.model_dump_json(by_alias=True),
+        submission_id=loaded.id,
+        repo_root=str(Path(repo_root).resolve()),
+        policy_json=policy.model_dump_json(),
+        device=device,
+        quality=quality,
+        threads=threads,
+        backend=backend,
+    )
+
+    def report(stage: str) -> None:
+        if progress is not None:
+            progress(device, stage)
+
+    outcome = run_isolated(
+        WORKER_TARGET,
+        request,
+        DeviceResult,
+        time_limit_s=mp.time_limit_s,
+        # RLIMIT_AS would break CUDA's large virtual reservations: cap CPU children only.
+        memory_limit_mb=mp.memory_limit_mb if is_cpu else None,
+        hide_cuda=is_cpu,
+        threads=threads,
+        preload=PRELOAD,
+        preload_server=mp.fork_server,
+        sys_path=sys_path,
+        progress=report,
+    )
+    res = outcome.value
+    run = DeviceRun(
+        device=device,
+        elapsed_s=outcome.elapsed_s,
+        peak_rss_mb=outcome.peak_rss_mb,
+        stages=outcome.stages,
+        timings_s=res.timings_s if res else {},
+        source=res.source if res else None,
+        recipe_applied=res.recipe_applied if res else [],
+    )
+    if not outcome.ok or res is None:
+        err = outcome.error
+        assert err is not None
+        failed = MeasureError(
+            device=device,
+            kind=err.kind,
+            message=f"{device}: {err.message}",
+            elapsed_s=err.elapsed_s,
+            peak_rss_mb=err.peak_rss_mb,
+            child=err,
+        )
+        return DeviceOutcome(run=run, errors=[failed])
+    if res.not_applicable:
+        return DeviceOutcome(run=run, not_applicable=res.not_applicable)
+    if res.runner_error is not None:
+        unmeasured = MeasureError(
+            device=device,
+            kind="runner",
+            message=res.runner_error.message,
+            elapsed_s=outcome.elapsed_s,
+            peak_rss_mb=outcome.peak_rss_mb,
+        )
+        return DeviceOutcome(run=run, errors=[unmeasured])
+    if res.input_error is not None:
+        field = res.input_error.field
+        invalid = MeasureError(
+            device=device,
+            kind="input",
+            message=res.input_error.message,
+            field=field,
+            line=loaded.line_of(*field) if field else None,
+            elapsed_s=outcome.elapsed_s,
+            peak_rss_mb=outcome.peak_rss_mb,
+        )
+        return DeviceOutcome(run=run, errors=[invalid])
+    errors = []
+    if res.quality_error is not None:
+        field = res.quality_error.field
+        errors.append(
+            MeasureError(
+                device=device,
+                kind="quality",
+                message=f"quality evaluation failed: {res.quality_error.exc_type}: "
+                f"{res.quality_error.message}",
+                field=field,
+                line=loaded.line_of(*field) if field else None,
+            )
+        )
+    return DeviceOutcome(run=run, result=res, errors=errors, quality_attempted=quality)
+
+
 def measure_submission(
     loaded: LoadedSubmission,
     repo_root: Path,
@@ -175,150 +297,66 @@ def measure_submission(
     backend: str | None = None,
     sys_path: Sequence[str] = (),
 ) -> Measurement:
-    """Measure ``loaded`` on each of ``devices`` ("cpu", "cuda", "cuda:1"), each in its own
-    spawned child; never raises for what a child does (errors land in ``details.errors``).
-
-    ``backend``/``sys_path`` let tests substitute the loading/task API inside the child.
+    """Measure ``loaded`` on each of ``devices`` ("cpu", "cuda", "cuda:1"), each in a child
+    of its own, CPU first; never raises for what a child does (errors land in
+    ``details.errors``). ``backend``/``sys_path`` let tests substitute the loading/task API
+    inside the child.
     """
     start = time.monotonic()
-    sub = loaded.submission
-    threads = choose_threads(policy, sub.benchmark.threads)
-    mp = policy.measure
+    threads = choose_threads(policy, loaded.submission.benchmark.threads)
     ordered = sorted(devices, key=lambda d: 0 if d == "cpu" else 1)
-    runs: list[DeviceRun] = []
-    errors: list[MeasureError] = []
-    not_applicable: dict[str, str] = {}
-    results: dict[str, DeviceResult] = {}
-    quality_device: str | None = None
-    quality_attempted = False
-
+    outcomes: dict[str, DeviceOutcome] = {}
     for device in ordered:
-        is_cpu = device == "cpu"
         # Quality once: by the first device that produces figures (a failed evaluation is
         # not retried on the next device — the data would fail the same way).
-        want_quality = not skip_quality and not quality_attempted
-        request = WorkerRequest(
-            submission_json=sub.model_dump_json(by_alias=True),
-            submission_id=loaded.id,
-            repo_root=str(Path(repo_root).resolve()),
-            policy_json=policy.model_dump_json(),
-            device=device,
-            quality=want_quality,
+        attempted = any(o.quality_attempted for o in outcomes.values())
+        outcomes[device] = run_device(
+            loaded,
+            repo_root,
+            policy,
+            device,
             threads=threads,
+            quality=not skip_quality and not attempted,
+            progress=progress,
             backend=backend,
-        )
-
-        def report(stage: str, _device: str = device) -> None:
-            if progress is not None:
-                progress(_device, stage)
-
-        outcome = run_isolated(
-            WORKER_TARGET,
-            request,
-            DeviceResult,
-            time_limit_s=mp.time_limit_s,
-            # RLIMIT_AS would break CUDA's large virtual reservations: cap CPU children only.
-            memory_limit_mb=mp.memory_limit_mb if is_cpu else None,
-            hide_cuda=is_cpu,
-            threads=threads,
-            preload=PRELOAD,
-            preload_server=mp.fork_server,
             sys_path=sys_path,
-            progress=report,
         )
-        runs.append(
-            DeviceRun(
-                device=device,
-                elapsed_s=outcome.elapsed_s,
-                peak_rss_mb=outcome.peak_rss_mb,
-                stages=outcome.stages,
-                timings_s=outcome.value.timings_s if outcome.value else {},
-                source=outcome.value.source if outcome.value else None,
-                recipe_applied=outcome.value.recipe_applied if outcome.value else [],
-            )
-        )
-        if not outcome.ok or outcome.value is None:
-            err = outcome.error
-            assert err is not None
-            errors.append(
-                MeasureError(
-                    device=device,
-                    kind=err.kind,
-                    message=f"{device}: {err.message}",
-                    elapsed_s=err.elapsed_s,
-                    peak_rss_mb=err.peak_rss_mb,
-                    child=err,
-                )
-            )
-            continue
-        res = outcome.value
-        if res.not_applicable:
-            not_applicable[device] = res.not_applicable
-            continue
-        if res.input_error is not None:
-            field = res.input_error.field
-            errors.append(
-                MeasureError(
-                    device=device,
-                    kind="input",
-                    message=res.input_error.message,
-                    field=field,
-                    line=loaded.line_of(*field) if field else None,
-                    elapsed_s=outcome.elapsed_s,
-                    peak_rss_mb=outcome.peak_rss_mb,
-                )
-            )
-            continue
-        results[device] = res
-        quality_attempted = quality_attempted or request.quality
-        if res.quality_error is not None:
-            errors.append(
-                MeasureError(
-                    device=device,
-                    kind="quality",
-                    message=f"quality evaluation failed: {res.quality_error.exc_type}: "
-                    f"{res.quality_error.message}",
-                    field=res.quality_error.field,
-                    line=loaded.line_of(*res.quality_error.field)
-                    if res.quality_error.field
-                    else None,
-                )
-            )
-        if res.quality_computed:
-            quality_device = device
+    return merge_devices(loaded.id, outcomes, threads, policy.measure, time.monotonic() - start)
 
+
+def merge_devices(
+    submission: str | None,
+    outcomes: dict[str, DeviceOutcome],
+    threads: int,
+    mp: MeasurePolicy,
+    wall_s: float,
+) -> Measurement:
+    """One Measurement from the devices' outcomes (pure): size from CPU when it has it,
+    RAM from CPU, VRAM and GPU latency from the first GPU, quality from whichever device
+    computed it."""
+    results = {d: o.result for d, o in outcomes.items() if o.result is not None}
+    errors = [e for o in outcomes.values() for e in o.errors]
     cpu = results.get("cpu")
-    gpu_key = next((d for d in ordered if d != "cpu" and d in results), None)
+    gpu_key = next((d for d in outcomes if d != "cpu" and d in results), None)
     gpu = results.get(gpu_key) if gpu_key else None
     size_src = cpu if cpu is not None and cpu.size is not None else gpu
+    quality_device = next((d for d, r in results.items() if r.quality_computed), None)
     quality = results[quality_device].quality if quality_device else {}
     warnings = list(dict.fromkeys(w for r in results.values() for w in r.warnings))
-    inspection = size_src.inspection if size_src else None
-    findings: list[Finding] = []
-    if inspection is not None:
-        findings = check_claims(
-            sub.method.name,
-            sub.method.recipe,
-            inspection,
-            weights_mb=size_src.size.weights_mb if size_src and size_src.size else None,
-            notes=sub.method.notes,
-            gguf=bool(size_src and size_src.gguf),
-        )
     details = MeasurementDetails(
         size=size_src.size if size_src else None,
         latency={d: r.latency for d, r in results.items() if r.latency is not None},
         ram=cpu.ram if cpu else None,
         vram=gpu.vram if gpu else None,
-        not_applicable=not_applicable,
+        not_applicable={d: o.not_applicable for d, o in outcomes.items() if o.not_applicable},
         errors=errors,
         quality_device=quality_device,
         threads=threads,
         protocol=_protocol(mp),
-        devices=runs,
+        devices=[o.run for o in outcomes.values()],
         warnings=warnings,
-        inspection=inspection,
-        findings=findings,
-        wall_s=time.monotonic() - start,
+        inspection=size_src.inspection if size_src else None,
+        wall_s=wall_s,
     )
     unstable = {
         figure: stats.unstable_reason or "could not be measured stably"
@@ -329,7 +367,7 @@ def measure_submission(
         if stats is not None and stats.unstable
     }
     return Measurement(
-        submission=loaded.id,
+        submission=submission,
         weights_mb=size_src.size.weights_mb if size_src and size_src.size else None,
         latency_cpu_ms=cpu.latency.median_ms if cpu and cpu.latency else None,
         latency_gpu_ms=gpu.latency.median_ms if gpu and gpu.latency else None,

@@ -23,7 +23,6 @@ second run measures nothing and takes seconds.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -39,7 +38,7 @@ import yaml
 from pydantic import BaseModel
 from rich.console import Console
 
-from mcval.errors import McvalError
+from mcval.errors import ExitCode, McvalError
 from mcval.policy import DEFAULT_HEADING
 
 ASSET_VERSION = "1"
@@ -316,7 +315,7 @@ def student_reports(out: Path, cache: Path, console: Console) -> dict[str, Stude
     Cached by the fingerprint of what was measured, so a second demo run measures nothing.
     """
     from mcval.measure.environment import collect_environment
-    from mcval.measure.runner import measure_submission
+    from mcval.measure.measurement import measure_submission
     from mcval.policy import load_policy
     from mcval.results import fingerprint, fingerprint_inputs
     from mcval.submission import load_submission
@@ -394,13 +393,14 @@ def _sync_results(source: Path, target: Path) -> None:
         shutil.copy2(file, dest)
 
 
-def run_demo(out: Path, cache: Path, console: Console) -> int:
-    """The whole demo; returns the bot's exit code (1: the careless row fails, as intended)."""
-    from mcval.cli import EXIT_UNMEASURED
+def run_demo(out: Path, cache: Path, console: Console) -> ExitCode:
+    """The whole demo: ``OK`` when every verdict is the expected one (the careless row
+    fails), ``FAIL`` otherwise, the bot's ``UNMEASURED`` when this machine was too busy."""
+    from mcval.commands.validate import exit_code
     from mcval.policy import load_policy
     from mcval.render.comment import render_comment
     from mcval.render.terminal import render_terminal
-    from mcval.validate import Validator, exit_code, validate_paths
+    from mcval.validate import Validator, validate_paths
 
     started = time.monotonic()
     assets = prepare_assets(cache, console)
@@ -422,7 +422,7 @@ def run_demo(out: Path, cache: Path, console: Console) -> int:
     comment.write_text(render_comment(reports), encoding="utf-8")
 
     console.rule("merge: mcval table")
-    from mcval.render.table_command import regenerate
+    from mcval.commands.table import regenerate
 
     table = regenerate(out, policy)
     console.print(f"README table regenerated with {table.rows} row(s)")
@@ -441,22 +441,30 @@ def run_demo(out: Path, cache: Path, console: Console) -> int:
     expected = [f"{TEAM}/{CARELESS}"]
     if failing != expected:
         console.print(f"[red]unexpected verdicts: failing {failing}, expected {expected}[/]")
-        return 1
+        return ExitCode.FAIL
     unmeasured = [r.id for r in reports if r.status == "unmeasured"]
     if unmeasured:
         console.print(
             f"[yellow]this machine was too busy to time {', '.join(unmeasured)} stably; "
             "run the demo again on a quiet machine (bot exit code 3: re-run)[/]"
         )
-        return EXIT_UNMEASURED  # the careless row's failure is expected; the timing is not
+        return ExitCode.UNMEASURED  # the careless row fails as expected; the timing did not
     console.print(f"bot exit code would be {code} (the careless row fails, as it should); demo OK")
-    return 0
+    return ExitCode.OK
 
 
-def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=False)
-    out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="mcval-demo-"))
-    if args.out and out.exists() and any(out.iterdir()) and not (out / "mcval.toml").exists():
-        raise McvalError(f"--out {out} exists and is not a demo repository; choose an empty folder")
-    cache = Path(args.cache) if args.cache else cache_root()
-    return run_demo(out, cache, console)
+def demo(
+    *, out: Path | None = None, cache: Path | None = None, console: Console | None = None
+) -> ExitCode:
+    """Run the demo in ``out`` (default: a new temporary folder) with assets and results
+    cached in ``cache`` (default: ``cache_root()``)."""
+    console = console or Console(stderr=False)
+    if out is not None:
+        out = out.resolve()
+        if out.exists() and any(out.iterdir()) and not (out / "mcval.toml").exists():
+            raise McvalError(
+                f"--out {out} exists and is not a demo repository; choose an empty folder"
+            )
+    else:
+        out = Path(tempfile.mkdtemp(prefix="mcval-demo-"))
+    return run_demo(out, cache if cache is not None else cache_root(), console)

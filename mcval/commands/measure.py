@@ -1,10 +1,10 @@
-"""``mcval measure PATH [--device cpu|cuda|all] [--skip-quality] [--json] [--repo DIR]``.
+"""``mcval measure PATH``: the figures a team puts under ``reported:``, measured exactly as
+the bot measures them (same runner, same protocol), printed as a table or as JSON.
 
-Prints the numbers a team puts under ``reported:``, measured exactly as the bot does
-(same runner, same protocol). Expected ``args`` attributes (see ``add_arguments``): ``path``,
-``device`` ("cpu" | "cuda" | "all", default "all"), ``skip_quality``, ``json``, and optionally
-``repo``. Exit codes: 0 measured, 1 a device's measurement failed, 2 input/usage error,
-3 a figure could not be measured stably (other load on this machine): re-run.
+Exit codes: 0 measured, 1 a device's measurement failed, 2 input/usage error, 3 a figure
+could not be measured stably (other load on this machine) or the runner could not measure
+at all (the hub unreachable): re-run. The measuring itself is ``mcval.measure``'s; this
+module only asks for it and prints.
 
 Progress goes to stderr as plain lines, one per stage — deliberately not an animated
 spinner, whose refresh thread would compete with the child's timed calls for the cores.
@@ -12,67 +12,21 @@ spinner, whose refresh thread would compete with the child's timed calls for the
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
+import json
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcval.cli import EXIT_FAIL, EXIT_INPUT, EXIT_OK, EXIT_UNMEASURED
-from mcval.errors import InputError, InputErrors
+from mcval.errors import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from mcval.measure.runner import Measurement
-
-DEVICE_CHOICES = ("cpu", "cuda", "all")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The subcommand's arguments (for the lead's ``mcval.cli``)."""
-    parser.add_argument("path", help="submission file (submissions/<team>/<name>.yaml)")
-    parser.add_argument(
-        "--device",
-        choices=DEVICE_CHOICES,
-        default="all",
-        help="where to measure; 'all' = CPU plus CUDA when a GPU is present (default)",
-    )
-    parser.add_argument("--skip-quality", action="store_true", help="do not evaluate quality")
-    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    parser.add_argument("--repo", help="repository root (default: found from the file)")
-
-
-def cuda_available() -> bool:
-    """Whether a CUDA GPU can be used; cheap 'no' on machines without an NVIDIA driver."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    hints = (Path("/proc/driver/nvidia/version").exists(), shutil.which("nvidia-smi") is not None)
-    if not any(hints):
-        return False
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def resolve_devices(choice: str) -> tuple[list[str], str | None]:
-    """Devices to measure, or an error line for an impossible request."""
-    if choice == "cpu":
-        return ["cpu"], None
-    has_cuda = cuda_available()
-    if choice == "cuda":
-        if not has_cuda:
-            return [], (
-                "--device cuda: no CUDA GPU is available on this machine "
-                "(torch.cuda.is_available() is False); measure with --device cpu"
-            )
-        return ["cuda"], None
-    return (["cpu", "cuda"] if has_cuda else ["cpu"]), None
-
+    from mcval.findings import Finding
+    from mcval.measure.devices import DeviceChoice
+    from mcval.measure.measurement import Measurement
+    from mcval.submission.load import LoadedSubmission
 
 REMEASURE_ADVICE = "close other programs and re-run before writing it down"
 """What a student does about an unstable figure instead of copying it under ``reported:``."""
@@ -197,59 +151,70 @@ def render(m: Measurement, console: Console) -> None:
         console.print(f"[red]error:[/] {escape(err.message)}{loc}", highlight=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``mcval measure``; returns the exit code."""
+def _claims(loaded: LoadedSubmission, measurement: Measurement) -> list[Finding]:
+    """Claims of method.name the weights contradict, without a baseline (the runner checks
+    none; ``mcval validate`` checks them against the baseline's weights instead)."""
+    from mcval.models.claims import check_claims
+
+    inspection = measurement.details.inspection
+    if inspection is None:
+        return []
+    method = loaded.submission.method
+    gguf = loaded.submission.model.gguf_file is not None
+    return check_claims(method.name, method.recipe, inspection, gguf=gguf)
+
+
+def measure(
+    path: Path,
+    *,
+    device: DeviceChoice = "all",
+    skip_quality: bool = False,
+    as_json: bool = False,
+    repo: Path | None = None,
+    console: Console | None = None,
+    progress_console: Console | None = None,
+) -> ExitCode:
+    """Measure one submission file on ``device`` and print the figures (``as_json``: one
+    JSON object on stdout). ``repo`` defaults to the repository around the file; progress
+    lines go to ``progress_console`` (stderr by default)."""
     from rich.console import Console
     from rich.markup import escape
 
+    from mcval.measure.devices import require_devices
     from mcval.policy import load_policy
     from mcval.submission.check import find_repo_root
     from mcval.submission.load import load_submission
 
-    err_console = Console(stderr=True, highlight=False)
-    path = Path(args.path)
-    repo = getattr(args, "repo", None)
-    repo_root = Path(repo) if repo else find_repo_root(path.resolve().parent)
-    try:
-        policy = load_policy(repo_root)
-        loaded = load_submission(path, repo_root, policy)
-    except InputErrors as exc:
-        for error in exc.errors:
-            print(f"error: {error}", file=sys.stderr)
-        return EXIT_INPUT
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except OSError as exc:
-        print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_INPUT
+    err_console = progress_console or Console(stderr=True, highlight=False)
+    repo_root = repo if repo is not None else find_repo_root(path.resolve().parent)
+    policy = load_policy(repo_root)
+    loaded = load_submission(path, repo_root, policy)
+    devices = require_devices(device)
 
-    devices, problem = resolve_devices(getattr(args, "device", "all") or "all")
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return EXIT_INPUT
-
-    from mcval.measure.runner import measure_submission
+    from mcval.measure import measurement as measuring
 
     started = time.monotonic()
 
-    def progress(device: str, stage: str) -> None:
-        line = escape(f"[{device}] {stage}")
+    def progress(on: str, stage: str) -> None:
+        line = escape(f"[{on}] {stage}")
         err_console.print(f"[dim]{time.monotonic() - started:7.1f}s[/] {line}")
 
     err_console.print(f"measuring {loaded.id} on {', '.join(devices)} ...")
-    measurement = measure_submission(
-        loaded,
-        repo_root,
-        policy,
-        devices,
-        skip_quality=bool(getattr(args, "skip_quality", False)),
-        progress=progress,
+    result = measuring.measure_submission(
+        loaded, repo_root, policy, devices, skip_quality=skip_quality, progress=progress
     )
-    if getattr(args, "json", False):
-        sys.stdout.write(measurement.model_dump_json(indent=2) + "\n")
+    claims = _claims(loaded, result)
+    if as_json:
+        payload = result.model_dump(mode="json")
+        payload["claims"] = [c.model_dump(mode="json") for c in claims]
+        sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     else:
-        render(measurement, Console())
-    if not measurement.ok:
-        return EXIT_FAIL
-    return EXIT_UNMEASURED if measurement.unstable else EXIT_OK
+        out = console or Console()
+        render(result, out)
+        for claim in claims:
+            out.print(f"[yellow]warning:[/] {escape(claim.message)}", highlight=False)
+    if result.runner_problem is not None and all(e.kind == "runner" for e in result.details.errors):
+        return ExitCode.UNMEASURED
+    if not result.ok:
+        return ExitCode.FAIL
+    return ExitCode.UNMEASURED if result.unstable else ExitCode.OK

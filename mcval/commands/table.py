@@ -1,5 +1,8 @@
 """``mcval table``: regenerate the README table and the plot from submissions/ + results/.
 
+The rows and the plot are drawn by ``mcval.render``; this command picks the records, reads
+and writes the files (atomically, under the checkout lock) and reports what changed.
+
 Only results with a passing verdict whose submission file still exists are shown (a
 deleted submission takes its row with it even if its result file stays behind). With
 ``--check`` nothing is written: the exit code is 1 when README.md or the plot would
@@ -9,7 +12,6 @@ change are printed as a unified diff.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import sys
@@ -17,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mcval.errors import InputError, McvalError
+from mcval.errors import ExitCode, InputError, McvalError
 from mcval.lock import checkout_lock
 from mcval.policy import Policy, load_policy
 from mcval.render.plot import render_plot
@@ -26,9 +28,6 @@ from mcval.render.table import render_block
 from mcval.results import ResultRecord, load_all
 from mcval.submission.check import collect_files, find_repo_root
 from mcval.submission.load import submission_id
-
-EXIT_OK = 0
-EXIT_STALE = 1
 
 
 @dataclass
@@ -184,19 +183,19 @@ def regenerate(
     return update
 
 
-def run(args: argparse.Namespace) -> int:
-    """``mcval table [--readme README.md] [--results results/] [--check] [--repo DIR]``.
-
-    Expects ``args.readme`` (str | None), ``args.results`` (str | None), ``args.check``
-    (bool) and optionally ``args.repo`` (str | None, default: found from the current dir).
-    Paths are relative to the current directory, like every other mcval path argument.
-    """
-    repo_arg = getattr(args, "repo", None)
-    repo_root = Path(repo_arg) if repo_arg else find_repo_root(Path.cwd())
+def table(
+    *,
+    readme: Path | None = None,
+    results: Path | None = None,
+    check: bool = False,
+    repo: Path | None = None,
+) -> ExitCode:
+    """Regenerate the table (``readme``: default the policy's ``table.readme``) from
+    ``results`` (default: the policy's). ``check``: write nothing, print the diff and
+    return ``FAIL`` when README.md or the plot would change (CI catches a stale table).
+    Paths are relative to the current directory, like every other mcval path argument."""
+    repo_root = repo if repo is not None else find_repo_root(Path.cwd())
     policy = load_policy(repo_root)
-    readme = Path(args.readme) if getattr(args, "readme", None) else None
-    results = Path(args.results) if getattr(args, "results", None) else None
-    check = bool(getattr(args, "check", False))
     update = regenerate(repo_root, policy, readme, results, write=not check)
     if check:
         stale = False
@@ -211,14 +210,14 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{update.readme_path} and {update.plot_path} are up to date ({update.rows} rows)"
             )
-        return EXIT_STALE if stale else EXIT_OK
+        return ExitCode.FAIL if stale else ExitCode.OK
     if update.readme_changed:
         print(f"{update.readme_path}: table regenerated ({update.rows} rows)")
     else:
         print(f"{update.readme_path}: unchanged ({update.rows} rows)")
     if update.plot_changed:
         print(f"{update.plot_path}: plot regenerated")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 __all__ = [
@@ -226,8 +225,8 @@ __all__ = [
     "compute_update",
     "plot_link",
     "regenerate",
-    "run",
     "submission_ids",
+    "table",
     "table_records",
     "write_update",
 ]

@@ -1,5 +1,5 @@
 """What a measuring child does for one device: load, apply the recipe, time, read memory,
-count the weights, evaluate quality (see runner.py for the order of devices).
+count the weights, evaluate quality (see measurement.py for the order of devices).
 
 Runs inside ``python -m mcval.measure.child`` (fresh process, CUDA hidden for CPU). The order
 is deliberate: the RSS baseline is taken after every import, the memory peak is read right
@@ -31,7 +31,7 @@ from mcval.measure.memory import (
     reset_vram,
 )
 from mcval.measure.size import SizeReport, measure_size
-from mcval.models.claims import ModelInspection
+from mcval.models.inspection import ModelInspection
 
 Progress = Callable[[str], None]
 
@@ -72,6 +72,10 @@ class DeviceResult(BaseModel):
     not_applicable: str | None = None
     input_error: StepError | None = Field(
         default=None, description="the submission's model/recipe cannot be used"
+    )
+    runner_error: StepError | None = Field(
+        default=None,
+        description="this machine could not do its part (the hub unreachable): re-run",
     )
     size: SizeReport | None = None
     latency: LatencyStats | None = None
@@ -156,7 +160,7 @@ def set_threads(threads: int) -> int:
 
 
 def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
-    """Child entry point (``mcval.measure.worker:measure_device``)."""
+    """Child entry point (``mcval.measure.device_job:measure_device``)."""
     import torch
 
     from mcval.policy import Policy
@@ -241,6 +245,10 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
             return result
         if _is_input_error(exc):
             result.input_error = _step_error("load", exc)
+            return result
+        if _is_runner_error(exc):
+            # The whole sentence (who is at fault, re-run), not only the cause.
+            result.runner_error = _step_error("load", exc).model_copy(update={"message": str(exc)})
             return result
         raise
     result.timings_s["load"] = time.perf_counter() - t0
@@ -346,3 +354,9 @@ def _is_input_error(exc: BaseException) -> bool:
     from mcval.errors import InputError
 
     return isinstance(exc, InputError)
+
+
+def _is_runner_error(exc: BaseException) -> bool:
+    from mcval.errors import RunnerError
+
+    return isinstance(exc, RunnerError)

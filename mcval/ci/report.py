@@ -1,0 +1,128 @@
+"""``mcval ci report``: the measuring jobs' artifacts, re-validated, become the comment.
+
+Everything a measuring job uploads is untrusted (it ran a stranger's model): each cell's
+``exit_code`` and ``results/<team>/<name>.json`` are parsed strictly, must name the cell's
+own submission and must agree with each other. The comment is rendered here from the
+re-validated records, so no Markdown written on the GPU runner reaches the pull request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import TypeAdapter, ValidationError
+
+from mcval.ci.actions import log_safe, write_outputs
+from mcval.ci.plan import MatrixEntry, slug_of
+from mcval.ci.rules import SHA_PATTERN, submission_path_pattern
+from mcval.ci.status import CELL_STATES, commit_status
+from mcval.ci.untrusted import MAX_MARKDOWN_BYTES, load_untrusted_json, read_text
+from mcval.errors import ExitCode, InputError
+from mcval.policy import Policy, load_policy
+from mcval.render.comment import RunSummary, SubmissionReport, render_comment
+from mcval.results import ResultRecord, record_path
+from mcval.verdict import VERDICT_EXIT_CODES
+
+if TYPE_CHECKING:
+    from mcval.github import StatusState
+
+
+def _job_log(folder: Path) -> str:
+    """The job's log, if it left a readable one (shown under a section without a record)."""
+    try:
+        return read_text(folder / "log.txt", MAX_MARKDOWN_BYTES, "log.txt")
+    except InputError:
+        return ""
+
+
+def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> SubmissionReport:
+    """One cell's artifact, re-validated: its record, or the reason there is none."""
+    folder = artifacts / slug_of(entry.id)
+
+    def unusable(problem: str) -> SubmissionReport:
+        return SubmissionReport(entry.id, entry.path, problem=problem, log=_job_log(folder))
+
+    if folder.is_symlink() or not folder.is_dir():
+        return unusable("the job's results artifact is missing (the job failed or was cancelled)")
+    try:
+        code_text = read_text(folder / "exit_code", 16, "exit_code").strip()
+    except InputError as exc:
+        return unusable(exc.message)
+    if not re.fullmatch(r"\d{1,3}", code_text):
+        return unusable(f"exit_code is not a number: {code_text[:16]!r}")
+    code = int(code_text)
+    record_file = record_path(folder / "results", entry.id)
+    if record_file.is_symlink() or not record_file.is_file():
+        if code == ExitCode.INPUT:  # `mcval validate` rejected the file: the student's to fix
+            return SubmissionReport(entry.id, entry.path, log=_job_log(folder))
+        if code == ExitCode.UNMEASURED:  # e.g. the hub was unreachable: the log says why
+            return unusable(
+                f"the runner could not measure it (mcval validate exited with {code}); this "
+                "is not a problem of the submission: re-run"
+            )
+        return unusable(f"no result file (mcval validate exited with {code})")
+    try:
+        record = ResultRecord.model_validate(load_untrusted_json(record_file.read_bytes()))
+    except (ValueError, ValidationError) as exc:
+        return unusable(f"the result file is not valid: {str(exc).splitlines()[0]}")
+    if record.id != entry.id:
+        return unusable(f"the result file is for {record.id!r}, not for this submission")
+    if code != VERDICT_EXIT_CODES[record.verdict]:
+        return unusable(f"exit code {code} and verdict {record.verdict!r} disagree")
+    return SubmissionReport(entry.id, entry.path, record=record)
+
+
+def combine(reports: list[SubmissionReport], head_sha: str | None) -> tuple[str, StatusState, str]:
+    """The comment for the whole PR, the overall state and a ≤140-char description.
+
+    One ``RunSummary`` feeds the comment's summary line and the commit status, so both
+    count every cell. Sections are rendered by ``mcval.render.comment`` from the
+    re-validated records, the same renderer ``mcval validate --markdown`` uses locally.
+    """
+    summary = RunSummary.of(reports)
+    markdown = render_comment(reports, summary=summary, commit=head_sha if reports else None)
+    state, description = commit_status(summary)
+    return markdown, state, description
+
+
+def matrix_entries(text: str, policy: Policy) -> list[MatrixEntry]:
+    """The plan's matrix, re-checked: ids and paths must agree and be safe."""
+    try:
+        data = json.loads(text)
+        items = data["include"] if isinstance(data, dict) else None
+        entries = TypeAdapter(list[MatrixEntry]).validate_python(items)
+    except (ValueError, KeyError, TypeError, ValidationError):
+        raise InputError('--matrix must be the plan\'s matrix: {"include": [...]}') from None
+    pattern = submission_path_pattern(policy)
+    for entry in entries:
+        match = pattern.fullmatch(entry.path)
+        if not match or f"{match['team']}/{match['name']}" != entry.id:
+            raise InputError(f"--matrix entry {entry.id!r} has a bad path {entry.path!r}")
+    return entries
+
+
+def run_report(
+    repo: Path, *, artifacts: Path, matrix: str, output: Path, head_sha: str | None = None
+) -> ExitCode:
+    """Re-validate the measuring jobs' artifacts and build the comment and the status.
+
+    ``artifacts`` holds one folder per matrix cell (``results-<sha1(id)[:12]>/`` with
+    ``exit_code``, ``results/<team>/<name>.json``, ``log.txt``); ``matrix`` is the plan's
+    matrix. A missing or malformed cell is an *error* for that submission, never trusted.
+    Writes ``output`` and the step outputs ``state`` and ``description``.
+    """
+    policy = load_policy(repo)
+    entries = matrix_entries(matrix, policy)
+    reports = [evaluate_cell(artifacts, entry) for entry in entries]
+    sha = head_sha if head_sha and re.fullmatch(SHA_PATTERN, head_sha) else None
+    markdown, state, description = combine(reports, sha)
+    output.write_text(markdown, encoding="utf-8")
+    write_outputs({"state": state, "description": description})
+    for report in reports:
+        problem = f": {log_safe(report.problem)}" if report.problem else ""
+        print(f"{CELL_STATES[report.status]:8} {report.id}{problem}")
+    print(f"overall: {state} — {description}")
+    return ExitCode.OK
