@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mcval.demo import run_demo
+from mcval.commands.demo import run_demo
 
 
 def main() -> None:

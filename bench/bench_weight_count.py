@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from mcval.measure import size
-from mcval.models import claims
+from mcval.models import inspection as claims
 
 SMOLLM2_DIR = Path("/tmp/smollm2-fp32")
 
