@@ -112,6 +112,11 @@ class MeasurePolicy(_Section):
     unstable_pause_s: Annotated[float, Field(ge=0)] = Field(
         default=2.0, description="pause before timing a disturbed window again"
     )
+    hf_token: bool = Field(
+        default=False,
+        description="pass the runner's Hugging Face token to the measuring child (gated "
+        "models such as LLaMA); false: the child sees no token at all",
+    )
 
 
 class LimitsPolicy(_Section):

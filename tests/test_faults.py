@@ -2,9 +2,10 @@
 errors with a clear reason while the others complete, and README.md and results/ stay
 consistent afterwards (every record parses, no temporary file, the table matches).
 
-The measuring children use a test backend (``backend="test_faults"``: the functions below
-run inside the child) for a model that is OOM-killed, hangs, or raises inside forward;
-a hub model is fetched with the network down through the real backend.
+The measuring children of the faulty models are forked from this process
+(``LocalForkLauncher``) with the functions below in place of ``mcval.models.load_model`` and
+``mcval.tasks.get_task``: a model that is OOM-killed, hangs, or raises inside forward; a hub
+model is fetched with the network down through the real backend and launcher.
 """
 
 from __future__ import annotations
@@ -26,21 +27,23 @@ from fake_github import FakeGithub
 from test_validate import ENV, measurement, write_row
 from tiny_models import LOAD_TOLERANT_TOML
 
+import mcval.models
+import mcval.tasks
 from mcval.cli import main as mcval_main
 from mcval.commands.table import submission_ids
+from mcval.measure.launchers import LocalForkLauncher
 from mcval.policy import Policy
 from mcval.render.comment import MARKER
 from mcval.render.readme import GENERATED_MARKER, current_block
 from mcval.results import load_record
 
-TESTS = str(Path(__file__).parent)
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HANG_LIMIT_S = 12
 """Room for the child's torch import on a busy machine before the hang starts."""
 FORWARD_ERROR = "mat1 and mat2 shapes cannot be multiplied (1x64 and 32x64)"
 
 
-# -- test backend (imported by the measuring child) ------------------------------------------
+# -- test backend (patched in before the measuring child is forked) ----------------------------
 
 
 def load_model(
@@ -213,7 +216,10 @@ def test_each_failing_child_is_its_submissions_error_and_the_others_complete(
         if behaviour == "hang":
             limits = policy.measure.model_copy(update={"time_limit_s": HANG_LIMIT_S})
             policy = policy.model_copy(update={"measure": limits})
-        return real(loaded, root, policy, devices, *args, backend="test_faults", sys_path=[TESTS])
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(mcval.models, "load_model", load_model)
+            patch.setattr(mcval.tasks, "get_task", get_task)
+            return real(loaded, root, policy, devices, *args, launcher=LocalForkLauncher())
 
     monkeypatch.setattr(runner, "measure_submission", measure)
     comment = tmp_path / "comment.md"

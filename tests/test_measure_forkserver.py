@@ -1,16 +1,12 @@
 """The fork server: exact peak memory from ``wait4`` whatever the child's lifetime, fast
-forked children, isolation kept (own session, environment, no working-directory imports).
-
-The ``child_*`` functions run inside measuring children (this file is imported there
-through ``sys_path``), so they stay at module level and light.
+forked children, isolation kept (own session, allow-listed environment, a fresh working
+directory, no working-directory imports). The children run ``mcval.measure.probes``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,55 +14,20 @@ import pytest
 from pydantic import BaseModel
 
 from mcval.measure import forkserver
-from mcval.measure.memory import MIB, read_status
-from mcval.measure.supervisor import ChildMessage, child_env, classify_failure, run_isolated
+from mcval.measure.launchers import child_env
+from mcval.measure.memory import MIB
+from mcval.measure.probes import TARGET, AllocateReport, DescribeReport, MisbehaveReport
+from mcval.measure.supervisor import ChildMessage, classify_failure, run_isolated
 
-TESTS = str(Path(__file__).parent)
-HERE = "test_measure_forkserver"
 BUFFER_MB = 200
+SEEN = ["CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM", "MCVAL_PROBE"]
 
 pytestmark = pytest.mark.skipif(not forkserver.supported(), reason="fork server needs Linux")
 
 
-class Probe(BaseModel):
-    rss_before_mb: float = 0
-    hwm_mb: float = 0
-    parent_pid: int = 0
-    session: int = 0
-    pid: int = 0
-    env: dict[str, str | None] = {}
-    probe_importable: bool = False
-    cwd: str = ""
-
-
-def child_allocate(payload: dict[str, Any], progress: Callable[[str], None]) -> Probe:
-    before = read_status()["VmRSS"] / MIB
-    block = bytearray(payload["mb"] * MIB)
-    block[::4096] = b"\x01" * (len(block) // 4096)  # every page resident
-    hwm = read_status()["VmHWM"] / MIB
-    del block  # freed before the parent reads the peak: only the kernel's mark keeps it
-    return Probe(rss_before_mb=before, hwm_mb=hwm, pid=os.getpid())
-
-
-def child_exit_at_once(payload: dict[str, Any], progress: Callable[[str], None]) -> Probe:
-    os._exit(7)
-
-
-def child_describe(payload: dict[str, Any], progress: Callable[[str], None]) -> Probe:
-    keys = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM", "MCVAL_PROBE")
-    return Probe(
-        parent_pid=os.getppid(),
-        session=os.getsid(0),
-        pid=os.getpid(),
-        env={k: os.environ.get(k) for k in keys},
-        probe_importable=importlib.util.find_spec("mcval_cwd_probe") is not None,
-        cwd=os.getcwd(),
-    )
-
-
-def run(target: str, payload: dict[str, Any], **kw: Any) -> Any:
+def run(probe: str, payload: dict[str, Any], result: type[BaseModel], **kw: Any) -> Any:
     kw.setdefault("time_limit_s", 120)
-    return run_isolated(f"{HERE}:{target}", payload, Probe, sys_path=[TESTS], **kw)
+    return run_isolated(f"{TARGET}:{probe}", payload, result, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +42,13 @@ def big_parent() -> Any:
 
 @pytest.mark.parametrize("preloaded", [True, False], ids=["forked", "exec'd"])
 def test_peak_of_a_known_buffer_is_the_childs_own_rusage(big_parent: Any, preloaded: bool) -> None:
-    out = run("child_allocate", {"mb": BUFFER_MB}, hide_cuda=True, preload_server=preloaded)
+    out = run(
+        "allocate",
+        {"inference_mb": BUFFER_MB, "hold": False},
+        AllocateReport,
+        hide_cuda=True,
+        preload_server=preloaded,
+    )
     assert out.ok and out.value is not None, out.error
     assert out.launcher == ("fork" if preloaded else "exec")
     probe = out.value
@@ -96,7 +63,13 @@ def test_peak_of_a_known_buffer_is_the_childs_own_rusage(big_parent: Any, preloa
 def test_children_that_die_at_once_still_have_their_peak_50_of_50(preloaded: bool) -> None:
     peaks = []
     for _ in range(50):
-        out = run("child_exit_at_once", {}, hide_cuda=True, preload_server=preloaded)
+        out = run(
+            "misbehave",
+            {"how": "exit", "code": 7},
+            MisbehaveReport,
+            hide_cuda=True,
+            preload_server=preloaded,
+        )
         assert out.error is not None and out.error.kind == "exit"
         assert out.error.exit_code == 7
         assert "peak memory unknown" not in out.error.message
@@ -109,10 +82,12 @@ def test_forked_children_come_from_one_server_in_their_own_sessions(
 ) -> None:
     (tmp_path / "mcval_cwd_probe.py").write_text("raise SystemExit('imported from the cwd')\n")
     monkeypatch.chdir(tmp_path)
-    first = run("child_describe", {}, hide_cuda=True, threads=3, preload_server=True)
+    asked = {"env": SEEN, "importable": ["mcval_cwd_probe"]}
+    first = run("describe", asked, DescribeReport, hide_cuda=True, threads=3, preload_server=True)
     second = run(
-        "child_describe",
-        {},
+        "describe",
+        asked,
+        DescribeReport,
         hide_cuda=True,
         threads=1,
         preload_server=True,
@@ -130,8 +105,10 @@ def test_forked_children_come_from_one_server_in_their_own_sessions(
         "MCVAL_PROBE": None,
     }
     assert b.env["OMP_NUM_THREADS"] == "1" and b.env["MCVAL_PROBE"] == "per child"
-    # The working directory is the caller's, but nothing is imported from it.
-    assert a.cwd == str(tmp_path) and not a.probe_importable
+    # A fresh, empty working directory of its own; nothing imported from the caller's.
+    assert a.cwd != str(tmp_path) and a.cwd_entries == [] and a.cwd != b.cwd
+    assert a.importable == {"mcval_cwd_probe": False}
+    assert not Path(a.cwd).exists()  # removed once the child ended
 
 
 def test_exec_d_child_imports_nothing_from_the_working_directory(
@@ -139,10 +116,12 @@ def test_exec_d_child_imports_nothing_from_the_working_directory(
 ) -> None:
     (tmp_path / "mcval_cwd_probe.py").write_text("raise SystemExit('imported from the cwd')\n")
     monkeypatch.chdir(tmp_path)
-    out = run("child_describe", {}, hide_cuda=False)
+    asked = {"env": ["CUDA_VISIBLE_DEVICES"], "importable": ["mcval_cwd_probe"]}
+    out = run("describe", asked, DescribeReport, hide_cuda=False)
     assert out.value is not None and out.launcher == "exec"
-    assert out.value.cwd == str(tmp_path) and not out.value.probe_importable
+    assert out.value.cwd != str(tmp_path) and out.value.importable == {"mcval_cwd_probe": False}
     assert out.value.env["CUDA_VISIBLE_DEVICES"] == os.environ.get("CUDA_VISIBLE_DEVICES")
+    assert out.value.preloaded == []
 
 
 def test_server_exits_when_its_client_closes() -> None:
@@ -202,3 +181,46 @@ def test_classify_failure_words_each_way_to_fail_without_a_process() -> None:
         "the measuring process exited with code 7 without a result after 2.0 s; peak memory "
         "812 MB; last output: last words"
     )
+
+
+def test_the_child_sees_no_token_and_only_allow_listed_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The audit's probe child saw GITHUB_TOKEN and HF_TOKEN: now neither, nor any variable
+    outside the allow-list; the HF token only where the policy asks for gated models."""
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_secret")
+    monkeypatch.setenv("ACTIONS_RUNTIME_TOKEN", "actions_secret")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    names = ["GITHUB_TOKEN", "HF_TOKEN", "HF_TOKEN_PATH", "HF_HOME", "PATH"]
+    out = run("describe", {"env": names}, DescribeReport)
+    assert out.value is not None, out.error
+    seen = out.value.env
+    assert seen["GITHUB_TOKEN"] is None and seen["HF_TOKEN"] is None
+    assert seen["HF_TOKEN_PATH"] == os.devnull  # a stored `huggingface-cli login` is unread
+    assert seen["HF_HOME"] == str(tmp_path / "hf") and seen["PATH"] == os.environ["PATH"]
+    secrets = [n for n in out.value.env_names if n.startswith(("GITHUB_", "AWS_", "ACTIONS_"))]
+    assert secrets == []
+    gated = run("describe", {"env": names}, DescribeReport, hf_token=True)
+    assert gated.value is not None, gated.error
+    assert gated.value.env["HF_TOKEN"] == "hf_secret"
+    assert gated.value.env["GITHUB_TOKEN"] is None
+
+
+def test_child_env_is_an_allow_list() -> None:
+    source = {"PATH": "/bin", "LC_ALL": "C", "CUDA_HOME": "/cuda", "GITHUB_TOKEN": "x", "X": "y"}
+    env = child_env(hide_cuda=False, threads=2, source=source, extra={"MCVAL_PROBE": "1"})
+    assert env == {
+        "PATH": "/bin",
+        "LC_ALL": "C",
+        "CUDA_HOME": "/cuda",
+        "HF_TOKEN_PATH": os.devnull,
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "2",
+        "MKL_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+        "MCVAL_PROBE": "1",
+    }

@@ -1,6 +1,7 @@
 """The runner end to end: real loading/task APIs on a tiny BERT in a temporary repository,
-plus a test backend (``backend="test_measure_runner"``: the functions below run inside the
-measuring child) for a model of known RAM and for each way a device can fail."""
+plus a test backend (the functions below replace ``mcval.models.load_model`` and
+``mcval.tasks.get_task`` in children forked from this process by ``LocalForkLauncher``) for
+a model of known RAM and for each way a device can fail."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 from tiny_models import LOAD_TOLERANT
 
+import mcval.models
+import mcval.tasks
+from mcval.measure.launchers import LocalForkLauncher
 from mcval.models.claims import check_claims
 from mcval.policy import MeasurePolicy, Policy
 from mcval.submission.load import LoadedSubmission, load_submission
 
-TESTS = str(Path(__file__).parent)
 SENTIMENTS = ("negative", "neutral", "positive")
 FAST = MeasurePolicy(
     warmup_calls=2, min_calls=5, min_seconds=0.2, max_seconds=5, threads=1, **LOAD_TOLERANT
@@ -27,7 +30,7 @@ FAST = MeasurePolicy(
 KNOWN_MB = 400
 
 
-# --- test backend (imported by the child) ------------------------------------------------
+# --- test backend (patched in before the child is forked) --------------------------------------
 
 
 class _Blob:
@@ -244,9 +247,13 @@ def measure_with_backend(
     loaded = write_submission(repo, name, model_id)
     if dataset != "json":
         loaded.submission.evaluation.dataset.path = dataset
-    return loaded, measure_submission(
-        loaded, repo, policy(**pol), devices, backend="test_measure_runner", sys_path=[TESTS]
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mcval.models, "load_model", load_model)
+        patch.setattr(mcval.tasks, "get_task", get_task)
+        measured = measure_submission(
+            loaded, repo, policy(**pol), devices, launcher=LocalForkLauncher()
+        )
+    return loaded, measured
 
 
 @pytest.fixture(scope="module")

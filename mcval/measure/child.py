@@ -82,8 +82,6 @@ def run_from_stdin(result_fd: int | None = None) -> int:
         send(ChildMessage(type="progress", stage=stage))
 
     try:
-        for entry in reversed(request.sys_path):
-            sys.path.insert(0, entry)
         for mod in request.preload:
             try:
                 importlib.import_module(mod)

@@ -15,7 +15,6 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -47,11 +46,6 @@ class WorkerRequest(BaseModel):
     quality: bool
     threads: int
     seed: int = 0
-    backend: str | None = Field(
-        default=None,
-        description="module providing load_model/apply_recipe/get_task (tests); "
-        "None → mcval.models and mcval.tasks",
-    )
 
 
 class StepError(BaseModel):
@@ -95,25 +89,6 @@ class DeviceResult(BaseModel):
     timings_s: dict[str, float] = Field(
         default_factory=dict, description="load, benchmark (warm-up + timed), size, quality"
     )
-
-
-def _backend(name: str | None) -> Any:
-    """The loading/task API: the real modules, or a test double with the same names."""
-    if name is not None:
-        return importlib.import_module(name)
-    models = importlib.import_module("mcval.models")
-    tasks = importlib.import_module("mcval.tasks")
-    return SimpleNamespace(
-        load_model=models.load_model,
-        plan_recipe=models.plan_recipe,
-        apply_recipe=models.apply_recipe,
-        inspect_model=models.inspect_model,
-        get_task=getattr(tasks, "get_task", None) or _tasks_base().get_task,
-    )
-
-
-def _tasks_base() -> Any:
-    return importlib.import_module("mcval.tasks.base")
 
 
 def _not_applicable_reason(exc: BaseException) -> str | None:
@@ -174,11 +149,14 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     repo_root = Path(req.repo_root)
     device = req.device
     is_cuda = torch.device(device).type == "cuda"
-    backend = _backend(req.backend)
+    # The loading and task APIs are looked up on their modules at call time (a test's
+    # monkeypatch on mcval.models / mcval.tasks reaches a LocalForkLauncher child).
+    models = importlib.import_module("mcval.models")
+    tasks = importlib.import_module("mcval.tasks")
     result = DeviceResult(device=device)
     mp = policy.measure
 
-    task = backend.get_task(sub.model.task)
+    task = tasks.get_task(sub.model.task)
     model_class = task.model_class()
     if is_cuda:
         if not torch.cuda.is_available():
@@ -189,12 +167,11 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
 
     steps = list(sub.method.recipe)
     load_kwargs: dict[str, Any] = {}
-    plan_recipe = getattr(backend, "plan_recipe", None)
-    if steps and plan_recipe is not None:
+    if steps:
         # Before loading: a step this device cannot run makes it "not applicable" without
         # loading anything; a bitsandbytes step becomes the load-time quantization_config.
         try:
-            plan = plan_recipe(steps, device)
+            plan = models.plan_recipe(steps, device)
         except Exception as exc:
             if _is_input_error(exc):
                 result.input_error = _step_error("recipe", exc)
@@ -212,16 +189,14 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     t0 = time.perf_counter()
     try:
         progress("loading model")
-        loaded = backend.load_model(
-            sub.model, repo_root, device, policy, model_class, **load_kwargs
-        )
+        loaded = models.load_model(sub.model, repo_root, device, policy, model_class, **load_kwargs)
         model = loaded.model
         result.source = str(loaded.source)
         result.gguf = getattr(loaded, "gguf_file", None) is not None
         result.warnings.extend(str(w) for w in getattr(loaded, "warnings", []) or [])
         if steps:
             progress("applying recipe")
-            recipe = backend.apply_recipe(model, steps, device)
+            recipe = models.apply_recipe(model, steps, device)
             if recipe.not_applicable:
                 result.not_applicable = recipe.not_applicable
                 tracker.stop()
@@ -297,11 +272,9 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     progress("counting weights")
     t2 = time.perf_counter()
     result.size = measure_size(model, getattr(loaded, "files", None))
-    inspect_model = getattr(backend, "inspect_model", None)
-    if inspect_model is not None:
-        result.inspection = ModelInspection.model_validate(
-            inspect_model(model).model_dump(mode="json")
-        )
+    result.inspection = ModelInspection.model_validate(
+        models.inspect_model(model).model_dump(mode="json")
+    )
     result.timings_s["size"] = time.perf_counter() - t2
 
     if req.quality:

@@ -61,7 +61,7 @@ def physical_cores() -> int | None:
     return n or os.cpu_count()
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -130,7 +130,7 @@ def collect_environment(*, use_torch_cuda: bool = False, threads: int | None = N
     gpu = _gpu_from_nvml() or _gpu_from_smi()
     gpu_name, gpu_count, gpu_mem, driver = gpu if gpu else (None, 0, None, None)
     cuda_version = None
-    torch_version = _version("torch")
+    torch_version = package_version("torch")
     if "torch" in sys.modules or use_torch_cuda:
         import torch
 
@@ -158,8 +158,8 @@ def collect_environment(*, use_torch_cuda: bool = False, threads: int | None = N
         gpu_driver=driver,
         cuda_version=cuda_version,
         torch_version=torch_version,
-        transformers_version=_version("transformers"),
-        mcval_version=getattr(mcval, "__version__", _version("mcval") or "unknown"),
+        transformers_version=package_version("transformers"),
+        mcval_version=getattr(mcval, "__version__", package_version("mcval") or "unknown"),
         python_version=platform.python_version(),
         os=f"{platform.system()} {platform.release()} ({platform.machine()})",
         threads=threads,

@@ -117,7 +117,7 @@ def summarize(
     )
 
 
-def _cpu_busy_s() -> tuple[float, float] | None:
+def cpu_busy_s() -> tuple[float, float] | None:
     """(busy CPU seconds of the whole machine, CPU seconds of this process) right now."""
     import os
     import resource
@@ -136,7 +136,7 @@ def _cpu_busy_s() -> tuple[float, float] | None:
 def others_share(
     before: tuple[float, float] | None, after: tuple[float, float] | None, wall_s: float
 ) -> float | None:
-    """Fraction of all CPUs' time spent by other processes between two ``_cpu_busy_s``."""
+    """Fraction of all CPUs' time spent by other processes between two ``cpu_busy_s``."""
     import os
 
     if before is None or after is None or wall_s <= 0:
@@ -234,7 +234,7 @@ def _timed_window(
     times: list[float] = []
     stopped_by: Literal["target", "max_seconds"] = "target"
     load_before = _load_average()
-    busy_before = _cpu_busy_s()
+    busy_before = cpu_busy_s()
     own_before = _own_cpu_s()
     loop_start = time.perf_counter()
     while True:
@@ -247,7 +247,7 @@ def _timed_window(
             break
     total = time.perf_counter() - loop_start
     own_after = _own_cpu_s()
-    busy_after = _cpu_busy_s()
+    busy_after = cpu_busy_s()
     readings = {
         "cpu_time_s": own_after - own_before,
         "others_cpu_share": others_share(busy_before, busy_after, total),

@@ -21,6 +21,7 @@ from mcval.figures import FigureValues
 from mcval.measure.device_job import DeviceResult, WorkerRequest
 from mcval.measure.environment import Environment, environment_class, physical_cores
 from mcval.measure.latency import LatencyStats
+from mcval.measure.launchers import Launcher
 from mcval.measure.memory import RamStats, VramStats
 from mcval.measure.size import SizeReport
 from mcval.measure.supervisor import ChildError, run_isolated
@@ -189,8 +190,7 @@ def run_device(
     threads: int,
     quality: bool,
     progress: ProgressCallback | None = None,
-    backend: str | None = None,
-    sys_path: Sequence[str] = (),
+    launcher: Launcher | None = None,
 ) -> DeviceOutcome:
     """Measure ``loaded`` on one device in a child of its own; never raises for what the
     child does (its failure is an error of this device's outcome)."""
@@ -204,7 +204,6 @@ def run_device(
         device=device,
         quality=quality,
         threads=threads,
-        backend=backend,
     )
 
     def report(stage: str) -> None:
@@ -222,7 +221,8 @@ def run_device(
         threads=threads,
         preload=PRELOAD,
         preload_server=mp.fork_server,
-        sys_path=sys_path,
+        hf_token=mp.hf_token,
+        launcher=launcher,
         progress=report,
     )
     res = outcome.value
@@ -294,13 +294,12 @@ def measure_submission(
     skip_quality: bool = False,
     progress: ProgressCallback | None = None,
     *,
-    backend: str | None = None,
-    sys_path: Sequence[str] = (),
+    launcher: Launcher | None = None,
 ) -> Measurement:
     """Measure ``loaded`` on each of ``devices`` ("cpu", "cuda", "cuda:1"), each in a child
     of its own, CPU first; never raises for what a child does (errors land in
-    ``details.errors``). ``backend``/``sys_path`` let tests substitute the loading/task API
-    inside the child.
+    ``details.errors``). ``launcher``: how children start (launchers.py; the fork server
+    by default).
     """
     start = time.monotonic()
     threads = choose_threads(policy, loaded.submission.benchmark.threads)
@@ -318,8 +317,7 @@ def measure_submission(
             threads=threads,
             quality=not skip_quality and not attempted,
             progress=progress,
-            backend=backend,
-            sys_path=sys_path,
+            launcher=launcher,
         )
     return merge_devices(loaded.id, outcomes, threads, policy.measure, time.monotonic() - start)
 

@@ -27,7 +27,6 @@ class ChildRequest(BaseModel):
     preload: list[str] = Field(
         default_factory=list, description="modules imported before the memory cap is applied"
     )
-    sys_path: list[str] = Field(default_factory=list)
     result_fd: int
 
 
@@ -77,8 +76,9 @@ class Isolated(BaseModel, Generic[R]):
         "child, else its own report or the parent's samples"
     )
     stages: list[str] = Field(default_factory=list)
-    launcher: Literal["fork", "exec", "spawn"] = Field(
+    launcher: Literal["fork", "exec", "spawn", "local-fork"] = Field(
         default="spawn",
         description="forked from the preloaded fork server, a fresh interpreter exec'd from a "
-        "bare one, or spawned from this process (where no server can run)",
+        "bare one, spawned from this process (where no server can run), or a fork of this "
+        "process (LocalForkLauncher)",
     )

@@ -20,19 +20,19 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from mcval.measure import forkserver
-from mcval.measure.forkserver import ChildExit, ForkedChild, kill_session, python_command
-from mcval.measure.memory import MIB, read_status
+from mcval.measure.forkserver import ChildExit
+from mcval.measure.launchers import ChildHandle, Launch, Launcher, ServerLauncher, child_env
+from mcval.measure.memory import MIB
 from mcval.measure.protocol import (
     ChildError,
     ChildMessage,
@@ -41,26 +41,6 @@ from mcval.measure.protocol import (
     Isolated,
     R,
 )
-
-
-def child_env(
-    *,
-    hide_cuda: bool,
-    threads: int | None,
-    extra: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Environment of a measuring child (set before its interpreter starts)."""
-    env = dict(os.environ)
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    env["PYTHONUNBUFFERED"] = "1"
-    if hide_cuda:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    if threads is not None:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(threads)
-    if extra:
-        env.update(extra)
-    return env
 
 
 def _fmt_mb(peak: float | None) -> str:
@@ -194,79 +174,6 @@ def classify_failure(
     )
 
 
-class SpawnedChild:
-    """A child exec'd from this process. Its ``ru_maxrss`` starts at this process's own
-    mark (kept across exec), so it counts only when clearly above that mark; otherwise the
-    peak comes from the child's own report or from sampling it while it runs."""
-
-    launcher: Literal["spawn"] = "spawn"
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.pid = proc.pid
-        self.peak_seen = 0
-        self._parent_mark = read_status().get("VmHWM") or 0
-        self.ended: ChildExit | None = None
-        self._pidfd: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self._pidfd = os.pidfd_open(proc.pid)
-
-    def fileno(self) -> int | None:
-        return self._pidfd
-
-    def _exit(self, status: int, usage: Any) -> ChildExit:
-        maxrss = usage.ru_maxrss * 1024
-        own = maxrss if maxrss > self._parent_mark * 1.05 else None
-        self.ended = ChildExit(status=status, maxrss_bytes=own)
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-        return self.ended
-
-    def poll(self) -> ChildExit | None:
-        if self.ended is None:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            if pid:
-                return self._exit(status, usage)
-        return self.ended
-
-    def kill(self) -> None:
-        kill_session(self.pid)
-
-    def wait(self) -> ChildExit:
-        if self.ended is None:
-            _pid, status, usage = os.wait4(self.pid, 0)
-            return self._exit(status, usage)
-        return self.ended
-
-    def sample_peak(self) -> int:
-        """The running child's peak-RSS mark, once it runs the child program (between
-        fork and exec it is still a copy of this process, whose mark is not its own)."""
-        try:
-            if b"mcval.measure.child" not in Path(f"/proc/{self.pid}/cmdline").read_bytes():
-                return 0
-        except OSError:
-            return 0
-        return read_status(self.pid).get("VmHWM") or 0
-
-
-ChildHandle = ForkedChild | SpawnedChild
-
-
-def _spawn(
-    request_file: Any, out_file: Any, result_fd: int, env: Mapping[str, str]
-) -> SpawnedChild:
-    proc = subprocess.Popen(
-        python_command("mcval.measure.child", "mcval.measure.child.main()"),
-        stdin=request_file,
-        stdout=out_file,
-        stderr=subprocess.STDOUT,
-        env=dict(env),
-        pass_fds=(result_fd,),
-        start_new_session=True,
-    )
-    return SpawnedChild(proc)
-
-
 def _read_available(fd: int) -> tuple[bytes, bool]:
     """Everything readable now from a non-blocking pipe, and whether it reached EOF (a
     grandchild holding the write end must not block the parent)."""
@@ -291,8 +198,9 @@ def run_isolated(
     hide_cuda: bool = False,
     threads: int | None = None,
     preload: Sequence[str] = (),
-    sys_path: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    hf_token: bool = False,
+    launcher: Launcher | None = None,
     progress: Callable[[str], None] | None = None,
     poll_interval_s: float = 0.2,
     preload_server: bool = False,
@@ -307,6 +215,9 @@ def run_isolated(
     with ``preload_server`` and ``hide_cuda``, forked from a server that has imported
     ``preload`` already (no import cost); otherwise exec'd from a bare server. Elsewhere,
     or when no server starts, it is spawned and its peak sampled.
+    ``launcher`` defaults to ``ServerLauncher`` (see launchers.py). The child sees the
+    allow-listed environment plus ``env`` (an HF token only with ``hf_token``) and runs in
+    a fresh empty working directory, removed afterwards.
     Never raises for anything the child does; ``KeyboardInterrupt`` kills the child first.
     """
     start = time.monotonic()
@@ -348,46 +259,39 @@ def run_isolated(
     )
     request_file = tempfile.TemporaryFile(prefix="mcval-request-")  # noqa: SIM115
     out_path = Path(out_file.name)
+    workdir = tempfile.mkdtemp(prefix="mcval-child-cwd-")
     try:
         request = ChildRequest(
             target=target,
             payload=payload_dict,
             memory_limit_mb=memory_limit_mb,
             preload=list(preload),
-            sys_path=[str(p) for p in sys_path],
             result_fd=write_fd,
         )
         request_file.write(request.model_dump_json().encode())
         request_file.flush()
         request_file.seek(0)
-        child_vars = child_env(hide_cuda=hide_cuda, threads=threads, extra=env)
+        launch = Launch(
+            request_fd=request_file.fileno(),
+            output_fd=out_file.fileno(),
+            result_fd=write_fd,
+            env=child_env(hide_cuda=hide_cuda, threads=threads, extra=env, hf_token=hf_token),
+            cwd=workdir,
+            hide_cuda=hide_cuda,
+            preload=tuple(preload),
+            preload_server=preload_server,
+        )
         try:
-            if forkserver.supported():
-                # Preloaded and forked for CPU; a fresh interpreter exec'd from a bare
-                # server for CUDA (or when asked): exact ru_maxrss either way.
-                preloaded = preload_server and hide_cuda
-                with contextlib.suppress(forkserver.ForkServerError):
-                    server = forkserver.shared_server(
-                        preload if preloaded else (),
-                        child_env(hide_cuda=True, threads=None) if preloaded else {},
-                    )
-                    handle = server.fork(
-                        request_fd=request_file.fileno(),
-                        output_fd=out_file.fileno(),
-                        result_fd=write_fd,
-                        env=child_vars,
-                        exec_child=not preloaded,
-                    )
-            if handle is None:
-                handle = _spawn(request_file, out_file, write_fd, child_vars)
+            handle = (launcher or ServerLauncher()).start(launch)
         except OSError as exc:
             return fail("launch", f"could not start the measuring process: {exc}")
         finally:
             os.close(write_fd)
 
-        ended, overran = _supervise(handle, read_fd, reader, start, time_limit_s, poll_interval_s)
-        if isinstance(handle, SpawnedChild):
-            peak = max(peak, handle.peak_seen)
+        ended, overran, peak_seen = _supervise(
+            handle, read_fd, reader, start, time_limit_s, poll_interval_s
+        )
+        peak = max(peak, peak_seen)
         peak = max(peak, ended.maxrss_bytes or 0)
         final = reader.final
         if final is not None and final.peak_rss_bytes:
@@ -437,6 +341,7 @@ def run_isolated(
         request_file.close()
         with contextlib.suppress(OSError):
             out_path.unlink()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _supervise(
@@ -446,23 +351,23 @@ def _supervise(
     start: float,
     time_limit_s: float,
     poll_interval_s: float,
-) -> tuple[ChildExit, bool]:
+) -> tuple[ChildExit, bool, int]:
     """Read the child's messages until it ends: (how it ended, whether it overran the time
-    limit and was killed)."""
+    limit and was killed, the highest peak-RSS mark sampled while it ran)."""
     sel = selectors.DefaultSelector()
     sel.register(read_fd, selectors.EVENT_READ, "pipe")
     exit_fd = handle.fileno()
     if exit_fd is not None:
         sel.register(exit_fd, selectors.EVENT_READ, "exit")
     pipe_open = True
+    peak_seen = 0
     try:
         while True:
-            if isinstance(handle, SpawnedChild):
-                handle.peak_seen = max(handle.peak_seen, handle.sample_peak())
+            peak_seen = max(peak_seen, handle.sample_peak())
             remaining = time_limit_s - (time.monotonic() - start)
             if remaining <= 0:
                 handle.kill()
-                return handle.wait(), True
+                return handle.wait(), True, peak_seen
             for key, _events in sel.select(timeout=min(poll_interval_s, remaining)):
                 if key.data == "pipe":
                     data, eof = _read_available(read_fd)
@@ -476,7 +381,7 @@ def _supervise(
                     data, _eof = _read_available(read_fd)
                     reader.feed(data)
                 reader.close()
-                return ended, False
+                return ended, False, peak_seen
     finally:
         sel.close()
         handle.kill()  # stray grandchildren left in the child's session
