@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo check test lint bench
+.PHONY: setup demo check test lint bench doctor
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ check: setup
 test: setup
 	$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5)"; exit 0; fi; exit $$rc
+
+# The runner self-test: exit 1 when something would make published figures wrong.
+doctor: setup
+	$(VENV)/bin/mcval doctor
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -121,6 +121,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo(out=_path(args.out), cache=_path(args.cache), console=_stdout())
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from mcval.commands.doctor import doctor
+
+    return doctor(repo=_path(args.repo), require_gpu=args.require_gpu)
+
+
 def _repo_option(parser: argparse.ArgumentParser, default_from: str = "the current dir") -> None:
     parser.add_argument("--repo", help=f"repository root (default: found from {default_from})")
 
@@ -195,6 +201,15 @@ def _add_commands(sub: Any) -> None:
     demo.add_argument("--out", help="folder for the demo repository (default: a temporary one)")
     demo.add_argument("--cache", help="asset and result cache (default: ~/.cache/mcval)")
     demo.set_defaults(handler=_demo)
+
+    doctor = sub.add_parser(
+        "doctor", help="check this runner: torch, GPU, disk, caches, the measuring child"
+    )
+    doctor.add_argument(
+        "--require-gpu", action="store_true", help="fail when no GPU is visible (the GPU runner)"
+    )
+    _repo_option(doctor)
+    doctor.set_defaults(handler=_doctor)
 
 
 # -- mcval ci <step>: the workflows' flags, mapped onto the step functions --------------------

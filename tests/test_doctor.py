@@ -1,0 +1,92 @@
+"""``mcval doctor``: the runner self-test passes on this CPU machine with its GPU lines
+saying "no GPU", and each check fails where results would be wrong."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mcval.cli import main
+from mcval.errors import ExitCode
+from mcval.measure import runner_checks
+from mcval.policy import MeasurePolicy, Policy
+
+NO_GPU = not __import__("torch").cuda.is_available()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / ".git").mkdir()
+    return tmp_path
+
+
+@pytest.mark.skipif(not NO_GPU, reason="checks the no-GPU machine")
+def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["doctor", "--repo", str(repo)])
+    out = capsys.readouterr().out
+    assert code == ExitCode.OK, out
+    lines = out.splitlines()
+    names = [line[6:].split("  ")[0].strip() for line in lines[:-1]]
+    assert names == [
+        "python", "torch", "gpu", "runtimes", "model cache", "dataset cache", "cache per job",
+        "child environment", "child directory", "peak memory", "time limit", "cpu governor",
+        "clock", "cpu load",
+    ]  # fmt: skip
+    assert re.search(
+        r"^info  gpu +no GPU visible to the measuring child: CPU figures only$", out, re.M
+    )
+    assert re.search(r"^ok    torch +2\.\d+\.\d+\S*, built for CUDA", out, re.M)
+    assert re.search(r"^ok    child environment +\d+ variables, tokens visible: none$", out, re.M)
+    peak = re.search(r"read as ([\d.]+) MiB in the child \(vmhwm\) and ([\d.]+) MiB", out)
+    assert peak and all(abs(float(v) / 256 - 1) <= 0.05 for v in peak.groups()), out
+    assert re.search(r"^ok    time limit +a hung child was killed after [2-9]\.\d s", out, re.M)
+    assert lines[-1].startswith("ready")
+
+
+@pytest.mark.skipif(not NO_GPU, reason="checks the no-GPU machine")
+def test_require_gpu_fails_without_one(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    checks = runner_checks.check_torch_and_gpu(require_gpu=True)
+    assert [(c.name, c.status) for c in checks] == [("torch", "ok"), ("gpu", "fail")]
+    assert checks[1].detail == "no GPU visible to the measuring child (--require-gpu)"
+
+
+def test_a_credential_that_reaches_the_child_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CUDA_* passes the allow-list by prefix: a token hidden there must still be caught.
+    monkeypatch.setenv("CUDA_LICENSE_TOKEN", "secret")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    env, cwd = runner_checks.check_child_sees(Policy())
+    assert (env.status, env.detail) == (
+        "fail",
+        "credentials visible to the measuring child: CUDA_LICENSE_TOKEN",
+    )
+    assert cwd.status == "ok"
+    monkeypatch.delenv("CUDA_LICENSE_TOKEN")
+    gated = Policy(measure=MeasurePolicy(hf_token=True))
+    env, _ = runner_checks.check_child_sees(gated)
+    assert env.status == "ok" and env.detail.endswith(
+        "tokens visible: HF_TOKEN ([measure] hf_token = true)"
+    )
+
+
+def test_too_little_disk_for_one_model_fails() -> None:
+    huge = Policy(measure=MeasurePolicy(max_download_gb=10**9))
+    checks = runner_checks.check_disk(huge)
+    assert [c.status for c in checks] == ["fail", "fail"]
+    assert re.fullmatch(r".*: [\d.]+ GiB free \(max_download_gb = 1e\+09\)", checks[0].detail)
+
+
+def test_model_cache_must_be_per_job_in_actions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "job"))
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "job" / "hf"))
+    assert runner_checks.check_cache_per_job().status == "ok"
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "shared" / "hf"))
+    shared = runner_checks.check_cache_per_job()
+    assert shared.status == "warn" and "outlives the job" in shared.detail
