@@ -273,12 +273,18 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             missing_ok=args.missing_ok,
         )
 
+    def results(args: argparse.Namespace) -> int:
+        from mcval.ci.vet import run_accept_results
+
+        return run_accept_results(Path(args.repo), source=Path(args.source))
+
     return {
         "changed": changed,
         "fetch": fetch,
         "comment": comment,
         "status": status,
         "report": report,
+        "results": results,
         "publish": publish,
     }
 
@@ -338,6 +344,11 @@ def _add_ci(sub: Any, connect: Connect) -> None:
     report.add_argument("--matrix", required=True, help="the plan's matrix JSON (ci changed)")
     report.add_argument("--head-sha", help="the PR head the results are for")
     report.add_argument("--output", required=True, help="write the combined comment here")
+
+    results = step("results", "accept the runner's result records (vetted) into results/")
+    results.add_argument(
+        "--from", dest="source", required=True, help="the runner's results tree (untrusted)"
+    )
 
     publish = step("publish", "commit README, plot and results to the default branch")
     publish.add_argument("--files", nargs="+", required=True, help="files or dirs, repo-relative")

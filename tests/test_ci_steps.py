@@ -24,6 +24,7 @@ from mcval.ci.plan import slug_of
 from mcval.ci.status import commit_status
 from mcval.ci.untrusted import load_untrusted_json
 from mcval.render.comment import MARKER, RunSummary, SubmissionReport, render_comment
+from mcval.results import save_record
 from mcval.verdict import MeasuredFigures
 
 BASE = "course/table"
@@ -371,14 +372,17 @@ def test_untrusted_json_limits() -> None:
 
 def test_publish_step_commits_files_and_dirs(fake: FakeGithub, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    (repo / "results/ml_masters").mkdir(parents=True)
+    (repo / "submissions/ml_masters").mkdir(parents=True)
+    (repo / YAML.format(name="int8")).write_text(INT8_YAML)
     (repo / "README.md").write_text("# Course\n| row |\n")
-    (repo / "results/ml_masters/a.json").write_text("{}\n")
+    record = save_record(
+        repo / "results", make_record(repo, YAML.format(name="int8"), INT8_MEASURED)
+    )
     start = fake.branch_sha(BASE)
     argv = ["ci", "publish", "--repo", str(repo), "--base-sha", start, "--missing-ok"]
     assert ci_main([*argv, "--files", "README.md", "results.svg", "results"]) == 0
     assert fake.file_at(BASE, "main", "README.md") == b"# Course\n| row |\n"
-    assert fake.file_at(BASE, "main", "results/ml_masters/a.json") == b"{}\n"
+    assert fake.file_at(BASE, "main", "results/ml_masters/int8.json") == record.read_bytes()
     assert read_outputs(tmp_path / "output")["commit"] == fake.branch_sha(BASE)
 
 

@@ -122,3 +122,20 @@ def test_zizmor_offline_reports_no_findings() -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().endswith("zizmor: no findings in .github/workflows")
     assert "No findings to report" in out.stdout
+
+
+def test_publish_gpu_job_is_gated_and_its_results_are_vetted() -> None:
+    """Issue 15.1: the publish runner measures merged (possibly unpinned) models, so it is
+    behind the approval environment, and its results tree lands outside the checkout and
+    reaches results/ only through `mcval ci results` (vetted), before the table is built."""
+    jobs = load(WORKFLOWS / "publish.yml")["jobs"]
+    assert jobs["measure"]["environment"] == "gpu-approval"
+    publish_steps = jobs["publish"]["steps"]
+    download = next(s for s in publish_steps if "download-artifact" in s.get("uses", ""))
+    assert download["with"]["path"] == "${{ runner.temp }}/measured"
+    runs = [s.get("run", "") for s in publish_steps]
+    vet = next(i for i, r in enumerate(runs) if r.startswith("mcval ci results"))
+    table = next(i for i, r in enumerate(runs) if r.startswith("mcval table"))
+    assert vet < table and '--from "$RUNNER_TEMP/measured"' in runs[vet]
+    docs = " ".join((ROOT / "docs/maintainers.md").read_text().replace("**", "").split())
+    assert "Create the environment `gpu-approval` (Settings → Environments) before enabling" in docs
