@@ -258,6 +258,7 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             matrix=args.matrix,
             output=Path(args.output),
             head_sha=args.head_sha,
+            removed=args.removed,
         )
 
     def publish(args: argparse.Namespace) -> int:
@@ -344,6 +345,7 @@ def _add_ci(sub: Any, connect: Connect) -> None:
     report.add_argument("--matrix", required=True, help="the plan's matrix JSON (ci changed)")
     report.add_argument("--head-sha", help="the PR head the results are for")
     report.add_argument("--output", required=True, help="write the combined comment here")
+    report.add_argument("--removed", help="the plan's deleted submission paths (JSON list)")
 
     results = step("results", "accept the runner's result records (vetted) into results/")
     results.add_argument(
