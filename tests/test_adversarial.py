@@ -70,6 +70,9 @@ time_limit_s = 240
 {LOAD_TOLERANT_TOML}"""
 
 
+TOO_LARGE = "number is too large (at most 9,223,372,036,854,775,807); write a realistic value"
+
+
 def edit(old: str, new: str) -> str:
     """The valid base submission with one change (the change must apply)."""
     assert old in BASE_YAML, old
@@ -455,7 +458,7 @@ CASES = [
     Case(
         "huge-integer",
         edit("{tokens: 16}", "{tokens: 99999999999999999999999999999}"),
-        [f"{FILE}:13:19: benchmark.input.tokens: Input should be less than or equal to 32768"],
+        [f"{FILE}:13:19: {TOO_LARGE}"],
     ),
     # numbers
     Case(
@@ -658,6 +661,30 @@ CASES = [
         [
             f"{FILE}:16:13: quality metric '[/][link=https://e.vil]x' is not computed for "
             "text-classification; use accuracy, macro_f1"
+        ],
+    ),
+    # issue 15.5: integers that crash int(), float() or json.dumps further down
+    Case(
+        "seed-5000-digits",
+        edit("data/eval.jsonl]}", "data/eval.jsonl], seed: " + "9" * 5000 + "}"),
+        [f"{FILE}:10:62: {TOO_LARGE}"],
+    ),
+    Case(
+        "weights-300-hex-digits",
+        edit("weights_mb: 16.73", "weights_mb: 0x" + "f" * 300),
+        [f"{FILE}:15:15: {TOO_LARGE}"],
+    ),
+    Case(
+        "seed-60000-hex-digits",
+        edit("data/eval.jsonl]}", "data/eval.jsonl], seed: 0x" + "f" * 60000 + "}"),
+        [f"{FILE}:10:62: {TOO_LARGE}"],
+    ),
+    Case(
+        "seed-past-32-bits",
+        edit("data/eval.jsonl]}", "data/eval.jsonl], seed: 4294967296}"),
+        [
+            f"{FILE}:10:62: evaluation.dataset.seed: Input should be less than or equal to "
+            "4294967295"
         ],
     ),
 ]
