@@ -70,6 +70,15 @@ time_limit_s = 240
 {LOAD_TOLERANT_TOML}"""
 
 
+DATASET_FIX = (
+    "use a hub dataset id 'org/name', or json / csv / parquet / text with data_files inside "
+    "the repository"
+)
+NOT_HUB_ID = "evaluation.dataset.path {path!r} is not a hub dataset id ('org/name'); " + DATASET_FIX
+LOCAL_FOLDER = (
+    "evaluation.dataset.path {path!r} names a folder of the repository, which would be read "
+    "unchecked; " + DATASET_FIX
+)
 TOO_LARGE = "number is too large (at most 9,223,372,036,854,775,807); write a realistic value"
 
 
@@ -686,6 +695,32 @@ CASES = [
             f"{FILE}:10:62: evaluation.dataset.seed: Input should be less than or equal to "
             "4294967295"
         ],
+    ),
+    # issue 15.6: a dataset "path" that load_dataset would resolve on the runner's disk
+    Case(
+        "dataset-path-local-folder",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: submissions/mallory}"),
+        [f"{FILE}:10:19: {LOCAL_FOLDER.format(path='submissions/mallory')}"],
+    ),
+    Case(
+        "dataset-path-repo-folder",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: data/eval.jsonl}"),
+        [f"{FILE}:10:19: {LOCAL_FOLDER.format(path='data/eval.jsonl')}"],
+    ),
+    Case(
+        "dataset-path-loader-fasta",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: fasta}"),
+        [f"{FILE}:10:19: {NOT_HUB_ID.format(path='fasta')}"],
+    ),
+    Case(
+        "dataset-path-loader-conll",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: conll, data_files: [x]}"),
+        [f"{FILE}:10:19: {NOT_HUB_ID.format(path='conll')}"],
+    ),
+    Case(
+        "dataset-path-dot-folder",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: ./data}"),
+        [f"{FILE}:10:19: {NOT_HUB_ID.format(path='./data')}"],
     ),
 ]
 
