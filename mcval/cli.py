@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcval import __version__
-from mcval.ci.actions import Connect, github_client
+from mcval.ci.actions import Connect, github_client, guarded_output
 from mcval.errors import ExitCode, InputErrors, McvalError, RunnerError
 from mcval.measure.devices import DEVICE_CHOICES
 
@@ -377,7 +377,9 @@ def build_parser(*, connect: Connect = github_client) -> argparse.ArgumentParser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch(build_parser().parse_args(argv))
+    # In GitHub Actions nothing mcval prints may act as a workflow command (issue 15.4).
+    with guarded_output():
+        return dispatch(build_parser().parse_args(argv))
 
 
 def dispatch(args: argparse.Namespace) -> int:

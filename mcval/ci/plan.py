@@ -21,6 +21,7 @@ from mcval.ci.actions import (
     Connect,
     annotation,
     log_safe,
+    print_untrusted,
     read_event,
     running_in_actions,
     write_outputs,
@@ -260,7 +261,7 @@ def run_changed(
     try:
         _, report = plan(client, policy, number, resolve_head_sha(head_sha), repo)
     except StalePullRequest as exc:
-        print(f"notice: {exc}")
+        print_untrusted(f"notice: {exc}")
         write_outputs({"stale": "true", "count": "0", "pr": str(number)})
         return ExitCode.OK
     info = PrInfo(number=report.pr, head_sha=report.head_sha)
@@ -283,9 +284,9 @@ def run_changed(
     for entry in report.submissions:
         print(f"changed  {entry.path} ({entry.id})")
     for path in report.removed:
-        print(f"removed  {path} (not measured; allowed for its team or a maintainer)")
+        print_untrusted(f"removed  {path} (not measured; allowed for its team or a maintainer)")
     for path in report.data_files:
-        print(f"data     {log_safe(path)}")
+        print_untrusted(f"data     {path}")
     if not (report.submissions or report.removed or report.data_files):
         print(f"pull request #{report.pr} changes no submission")
     return report_violations(report)
