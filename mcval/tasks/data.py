@@ -132,6 +132,20 @@ def _check_hub_id(path: str, repo_root: Path) -> None:
         )
 
 
+def _check_download_size(spec: DatasetSpec, repo_root: Path) -> None:
+    """The split must fit ``measure.max_download_gb`` (checked before download); offline,
+    nothing can be downloaded, so there is nothing to check."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    from mcval.policy import load_policy
+    from mcval.tasks.dataset_size import check_dataset_download
+
+    limit = load_policy(repo_root).measure.max_download_gb
+    check_dataset_download(spec, int(limit * 1e9))
+
+
 def _cast_media(ds: Any, media: Mapping[str, MediaKind]) -> Any:
     """Turn off decoding of Audio/Image features: mcval decodes them itself (soundfile/PIL)."""
     import datasets
@@ -202,6 +216,7 @@ def load_slice(
                 f"evaluation.dataset.data_files needs path: one of {', '.join(LOCAL_BUILDERS)}"
             )
         _check_hub_id(spec.path, repo_root)
+        _check_download_size(spec, repo_root)
         try:
             ds = datasets.load_dataset(
                 spec.path, spec.name, split=spec.split, revision=spec.revision
