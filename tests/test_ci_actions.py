@@ -169,16 +169,19 @@ def test_check_in_actions_prints_no_command_from_a_submission(tmp_path: Path) ->
     assert any(f"#{ZW}#[add-mask]x" in line for line in lines)
 
 
-def test_measure_prints_the_log_with_commands_stopped() -> None:
+@pytest.mark.parametrize(
+    ("name", "printed"), [("measure.yml", 'cat "$out/log.txt"'), ("publish.yml", 'cat "$log"')]
+)
+def test_measure_prints_the_log_with_commands_stopped(name: str, printed: str) -> None:
     import yaml
 
     root = Path(__file__).resolve().parents[1]
-    workflow = yaml.safe_load((root / ".github/workflows/measure.yml").read_text())
+    workflow = yaml.safe_load((root / ".github/workflows" / name).read_text())
     run = next(
-        s["run"] for s in workflow["jobs"]["measure"]["steps"] if "log.txt" in s.get("run", "")
+        s["run"] for s in workflow["jobs"]["measure"]["steps"] if printed in s.get("run", "")
     )
     lines = [line.strip() for line in run.splitlines()]
-    cat = lines.index('cat "$out/log.txt"')
+    cat = lines.index(printed)
     assert lines[cat - 1] == 'echo "::stop-commands::$token"'
     assert lines[cat + 1] == 'echo "::$token::"'
     assert "secrets.token_hex(16)" in lines[cat - 2]
