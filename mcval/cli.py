@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcval import __version__
-from mcval.ci.actions import Connect, github_client
+from mcval.ci.actions import Connect, github_client, guarded_output
 from mcval.errors import ExitCode, InputErrors, McvalError, RunnerError
 from mcval.measure.devices import DEVICE_CHOICES
 
@@ -273,6 +273,7 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             matrix=args.matrix,
             output=Path(args.output),
             head_sha=args.head_sha,
+            removed=args.removed,
         )
 
     def publish(args: argparse.Namespace) -> int:
@@ -288,12 +289,18 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             missing_ok=args.missing_ok,
         )
 
+    def results(args: argparse.Namespace) -> int:
+        from mcval.ci.vet import run_accept_results
+
+        return run_accept_results(Path(args.repo), source=Path(args.source))
+
     return {
         "changed": changed,
         "fetch": fetch,
         "comment": comment,
         "status": status,
         "report": report,
+        "results": results,
         "publish": publish,
     }
 
@@ -353,6 +360,12 @@ def _add_ci(sub: Any, connect: Connect) -> None:
     report.add_argument("--matrix", required=True, help="the plan's matrix JSON (ci changed)")
     report.add_argument("--head-sha", help="the PR head the results are for")
     report.add_argument("--output", required=True, help="write the combined comment here")
+    report.add_argument("--removed", help="the plan's deleted submission paths (JSON list)")
+
+    results = step("results", "accept the runner's result records (vetted) into results/")
+    results.add_argument(
+        "--from", dest="source", required=True, help="the runner's results tree (untrusted)"
+    )
 
     publish = step("publish", "commit README, plot and results to the default branch")
     publish.add_argument("--files", nargs="+", required=True, help="files or dirs, repo-relative")
@@ -379,7 +392,9 @@ def build_parser(*, connect: Connect = github_client) -> argparse.ArgumentParser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return dispatch(build_parser().parse_args(argv))
+    # In GitHub Actions nothing mcval prints may act as a workflow command (issue 15.4).
+    with guarded_output():
+        return dispatch(build_parser().parse_args(argv))
 
 
 def dispatch(args: argparse.Namespace) -> int:

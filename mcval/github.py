@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any, Literal
+from urllib.parse import quote
 
 import github
 from github import Auth, Github, GithubException, GithubRetry, InputGitTreeElement
@@ -44,6 +45,7 @@ for _handler in list(logging.getLogger("github").handlers):
 DEFAULT_API_URL = "https://api.github.com"
 STATUS_CONTEXT = "mcval"
 MAX_DESCRIPTION_CHARS = 140  # GitHub refuses longer commit-status descriptions
+MAX_LISTED_FILES = 3000  # "List pull requests files" returns at most 3,000 files
 
 StatusState = Literal["pending", "success", "failure", "error"]
 Permission = Literal[
@@ -61,6 +63,10 @@ class GithubError(McvalError):
 
 class GithubPermissionError(GithubError):
     """403/404 on a call: almost always a token without the needed ``permissions:`` entry."""
+
+
+class PullTooLargeError(GithubError):
+    """The PR changes more files than the API lists; unlisted files would go unchecked."""
 
 
 class PublishConflictError(GithubError):
@@ -237,16 +243,50 @@ class GithubClient:
         return self._call(f"read pull request #{number}", "pull-requests: read", get)
 
     def changed_files(self, number: int) -> list[ChangedFile]:
-        """All files the PR changes, following every page (``Link: rel="next"``)."""
+        """All files the PR changes, following every page (``Link: rel="next"``).
+
+        The listing stops at 3,000 files whatever the PR holds; a file past that cap would
+        never be checked, so a listing shorter than the PR's ``changed_files`` is refused.
+        """
 
         def get() -> list[ChangedFile]:
             pr = self._repo.get_pull(number)
-            return [
+            listed = [
                 ChangedFile(path=f.filename, status=f.status, previous_path=f.previous_filename)
                 for f in pr.get_files()
             ]
+            total = pr.raw_data.get("changed_files")
+            if not isinstance(total, int) or total != len(listed) or total > MAX_LISTED_FILES:
+                raise PullTooLargeError(
+                    f"pull request #{number} changes {total} files but GitHub listed "
+                    f"{len(listed)} (the API lists at most {MAX_LISTED_FILES}); files past "
+                    "the listing could not be checked, so the pull request is refused: split it"
+                )
+            return listed
 
         return self._call(f"list the files of pull request #{number}", "pull-requests: read", get)
+
+    def repository_role(self, login: str) -> str:
+        """``login``'s role on the repository (``admin``, ``maintain``, ``write``, ``triage``,
+        ``read`` or ``none``), from the collaborator-permission API: who is a maintainer is
+        decided here or in the policy, never from a PR's ``author_association``."""
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}(\[bot\])?", login):
+            return "none"
+        url = f"{self._repo.url}/collaborators/{quote(login)}/permission"
+
+        def get() -> str:
+            try:
+                _, data = self.gh.requester.requestJsonAndCheck("GET", url)
+            except GithubException as exc:
+                if exc.status == 404:  # not a collaborator (or no such user)
+                    return "none"
+                raise
+            role = data.get("role_name") or data.get("permission") or "none"
+            return str(role)
+
+        return str(
+            self._call(f"read {login}'s permission on {self.repository}", "contents: read", get)
+        )
 
     def read_file(self, repository: str, path: str, ref: str, max_bytes: int) -> bytes:
         """One file's bytes at ``ref`` via the contents API (data only; never checked out)."""

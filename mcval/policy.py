@@ -152,6 +152,22 @@ class GithubPolicy(_Section):
     teams: dict[str, list[str]] = Field(
         default_factory=dict, description="Team → GitHub logins allowed to change its files."
     )
+    ownership: Literal["teams", "off"] = Field(
+        default="teams",
+        description="'teams': a PR may change only its author's team directory ([github.teams] "
+        "required, `ci changed` refuses to run without it); 'off': any author may change any "
+        "team's files (say so explicitly).",
+    )
+    maintainers: list[str] = Field(
+        default_factory=list,
+        description="Logins that may change any team's files and files directly under "
+        "submissions/ (never inferred from a PR's author association).",
+    )
+    maintainers_from_permissions: bool = Field(
+        default=True,
+        description="Also count as maintainers the logins whose repository role is admin or "
+        "maintain (GitHub's collaborator-permission API).",
+    )
 
 
 class Policy(_Section):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Lints .github/workflows with zizmor in offline mode; any finding fails (exit != 0).
+# Lints .github/workflows (and dependabot.yml) with zizmor in offline mode; any finding
+# fails (exit != 0).
 # An inline `# zizmor: ignore[rule]` must carry a one-line justification after `--`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ if grep -rnE 'zizmor: *ignore\[[^]]*\] *$' .github/workflows; then
   exit 1
 fi
 
-"$zizmor_bin" --offline --no-progress .github/workflows 2>/dev/null || status=$?
+"$zizmor_bin" --offline --no-progress .github/workflows .github/dependabot.yml 2>/dev/null || status=$?
 status="${status:-0}"
 if [ "$status" -ne 0 ]; then
   echo "zizmor reported findings (exit $status)" >&2

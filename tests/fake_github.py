@@ -107,6 +107,8 @@ class FakeGithub:
         self.token_logins: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path?query) as received
         self.faults: list[Fault] = []
+        self.max_listed_files = 3000  # GitHub lists at most 3,000 files of a pull request
+        self.roles: dict[tuple[str, str], str] = {}  # (repo, login) → admin/maintain/write/...
         # callables run once each, before the next ref update is applied (a racing push)
         self.before_ref_update: list[Any] = []
         self._ids = itertools.count(1001)
@@ -365,6 +367,7 @@ class FakeGithub:
             "statuses_url": f"{api}/statuses/{pull.head_sha}",
             "user": self.user_json(pull.author),
             "author_association": pull.author_association,
+            "changed_files": len(pull.files),
             "head": {
                 "label": f"{pull.head_repo.split('/')[0]}:{pull.head_ref}",
                 "ref": pull.head_ref,
@@ -458,6 +461,11 @@ def _make_handler(fake: FakeGithub) -> type[BaseHTTPRequestHandler]:
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<n>\d+)", "get_pull"),
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<n>\d+)/files", "pull_files"),
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/contents/(?P<path>.+)", "contents"),
+        (
+            "GET",
+            r"/repos/(?P<repo>[^/]+/[^/]+)/collaborators/(?P<login>[^/]+)/permission",
+            "permission",
+        ),
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<n>\d+)/comments", "list_comments"),
         ("POST", r"/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<n>\d+)/comments", "create_comment"),
         ("PATCH", r"/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)", "edit_comment"),
@@ -604,9 +612,16 @@ def _make_handler(fake: FakeGithub) -> type[BaseHTTPRequestHandler]:
                     "raw_url": f"https://github.com/{repo}/raw/{pull.head_sha}/{f['filename']}",
                     "contents_url": f"{fake.url}/repos/{repo}/contents/{f['filename']}",
                 }
-                for f in pull.files
+                for f in pull.files[: fake.max_listed_files]
             ]
             return self._page(files)
+
+        def permission(self, repo: str, login: str) -> tuple[int, Any, dict[str, str]]:
+            self._repo(repo)
+            role = fake.roles.get((repo, login.lower()), "read")
+            legacy = {"maintain": "write", "triage": "read"}.get(role, role)
+            body = {"permission": legacy, "role_name": role, "user": fake.user_json(login)}
+            return 200, body, {}
 
         def contents(self, repo: str, path: str) -> tuple[int, Any, dict[str, str]]:
             r = self._repo(repo)

@@ -70,6 +70,18 @@ time_limit_s = 240
 {LOAD_TOLERANT_TOML}"""
 
 
+DATASET_FIX = (
+    "use a hub dataset id 'org/name', or json / csv / parquet / text with data_files inside "
+    "the repository"
+)
+NOT_HUB_ID = "evaluation.dataset.path {path!r} is not a hub dataset id ('org/name'); " + DATASET_FIX
+LOCAL_FOLDER = (
+    "evaluation.dataset.path {path!r} names a folder of the repository, which would be read "
+    "unchecked; " + DATASET_FIX
+)
+TOO_LARGE = "number is too large (at most 9,223,372,036,854,775,807); write a realistic value"
+
+
 def edit(old: str, new: str) -> str:
     """The valid base submission with one change (the change must apply)."""
     assert old in BASE_YAML, old
@@ -455,7 +467,7 @@ CASES = [
     Case(
         "huge-integer",
         edit("{tokens: 16}", "{tokens: 99999999999999999999999999999}"),
-        [f"{FILE}:13:19: benchmark.input.tokens: Input should be less than or equal to 32768"],
+        [f"{FILE}:13:19: {TOO_LARGE}"],
     ),
     # numbers
     Case(
@@ -659,6 +671,56 @@ CASES = [
             f"{FILE}:16:13: quality metric '[/][link=https://e.vil]x' is not computed for "
             "text-classification; use accuracy, macro_f1"
         ],
+    ),
+    # issue 15.5: integers that crash int(), float() or json.dumps further down
+    Case(
+        "seed-5000-digits",
+        edit("data/eval.jsonl]}", "data/eval.jsonl], seed: " + "9" * 5000 + "}"),
+        [f"{FILE}:10:62: {TOO_LARGE}"],
+    ),
+    Case(
+        "weights-300-hex-digits",
+        edit("weights_mb: 16.73", "weights_mb: 0x" + "f" * 300),
+        [f"{FILE}:15:15: {TOO_LARGE}"],
+    ),
+    Case(
+        "seed-60000-hex-digits",
+        edit("data/eval.jsonl]}", "data/eval.jsonl], seed: 0x" + "f" * 60000 + "}"),
+        [f"{FILE}:10:62: {TOO_LARGE}"],
+    ),
+    Case(
+        "seed-past-32-bits",
+        edit("data/eval.jsonl]}", "data/eval.jsonl], seed: 4294967296}"),
+        [
+            f"{FILE}:10:62: evaluation.dataset.seed: Input should be less than or equal to "
+            "4294967295"
+        ],
+    ),
+    # issue 15.6: a dataset "path" that load_dataset would resolve on the runner's disk
+    Case(
+        "dataset-path-local-folder",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: submissions/mallory}"),
+        [f"{FILE}:10:19: {LOCAL_FOLDER.format(path='submissions/mallory')}"],
+    ),
+    Case(
+        "dataset-path-repo-folder",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: data/eval.jsonl}"),
+        [f"{FILE}:10:19: {LOCAL_FOLDER.format(path='data/eval.jsonl')}"],
+    ),
+    Case(
+        "dataset-path-loader-fasta",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: fasta}"),
+        [f"{FILE}:10:19: {NOT_HUB_ID.format(path='fasta')}"],
+    ),
+    Case(
+        "dataset-path-loader-conll",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: conll, data_files: [x]}"),
+        [f"{FILE}:10:19: {NOT_HUB_ID.format(path='conll')}"],
+    ),
+    Case(
+        "dataset-path-dot-folder",
+        edit("{path: json, data_files: [data/eval.jsonl]}", "{path: ./data}"),
+        [f"{FILE}:10:19: {NOT_HUB_ID.format(path='./data')}"],
     ),
 ]
 

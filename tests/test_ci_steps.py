@@ -24,11 +24,13 @@ from mcval.ci.plan import slug_of
 from mcval.ci.status import commit_status
 from mcval.ci.untrusted import load_untrusted_json
 from mcval.render.comment import MARKER, RunSummary, SubmissionReport, render_comment
+from mcval.results import save_record
 from mcval.verdict import MeasuredFigures
 
 BASE = "course/table"
 FORK = "student/table"
 YAML = "submissions/ml_masters/{name}.yaml"
+TEAMS = '[github.teams]\nml_masters = ["student", "s"]\nquant = ["s"]\n'
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +44,8 @@ def actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGithub]:
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeGithub]:
+    (tmp_path / "mcval.toml").write_text(TEAMS)
     with FakeGithub() as server:
         server.add_token("rw", "pull-requests:write", "statuses:write", "contents:write")
         server.create_repo(BASE, {"README.md": "# Course\n", YAML.format(name="old"): "old\n"})
@@ -77,6 +80,7 @@ def test_changed_lists_submissions_and_writes_the_matrix(fake: FakeGithub, tmp_p
         "head_sha": pull.head_sha,
         "count": "1",
         "ids": '["ml_masters/int8"]',
+        "removed": '["submissions/ml_masters/old.yaml"]',
         "matrix": json.dumps({"include": [entry]}, separators=(",", ":")),
     }
     plan = json.loads((tmp_path / "plan.json").read_text())
@@ -160,7 +164,12 @@ def test_fetch_only_one_submission_at_the_planned_sha(fake: FakeGithub, tmp_path
     argv = ["ci", "fetch", "--pr", "1", "--head-sha", pull.head_sha, "--dest", "w"]
     assert ci_main([*argv, "--only", "ml_masters/b"]) == 0
     fetched = sorted(p.relative_to(tmp_path / "w").as_posix() for p in tmp_path.glob("w/**/*.*"))
-    assert fetched == ["submissions/ml_masters/b.yaml", "submissions/ml_masters/data/eval.jsonl"]
+    # Every data file comes along (a submission may read another team's data); YAML only b.
+    assert fetched == [
+        "submissions/ml_masters/b.yaml",
+        "submissions/ml_masters/data/eval.jsonl",
+        "submissions/quant/data.csv",
+    ]
 
 
 def test_fetch_refuses_oversized_file(
@@ -371,14 +380,17 @@ def test_untrusted_json_limits() -> None:
 
 def test_publish_step_commits_files_and_dirs(fake: FakeGithub, tmp_path: Path) -> None:
     repo = tmp_path / "repo"
-    (repo / "results/ml_masters").mkdir(parents=True)
+    (repo / "submissions/ml_masters").mkdir(parents=True)
+    (repo / YAML.format(name="int8")).write_text(INT8_YAML)
     (repo / "README.md").write_text("# Course\n| row |\n")
-    (repo / "results/ml_masters/a.json").write_text("{}\n")
+    record = save_record(
+        repo / "results", make_record(repo, YAML.format(name="int8"), INT8_MEASURED)
+    )
     start = fake.branch_sha(BASE)
     argv = ["ci", "publish", "--repo", str(repo), "--base-sha", start, "--missing-ok"]
     assert ci_main([*argv, "--files", "README.md", "results.svg", "results"]) == 0
     assert fake.file_at(BASE, "main", "README.md") == b"# Course\n| row |\n"
-    assert fake.file_at(BASE, "main", "results/ml_masters/a.json") == b"{}\n"
+    assert fake.file_at(BASE, "main", "results/ml_masters/int8.json") == record.read_bytes()
     assert read_outputs(tmp_path / "output")["commit"] == fake.branch_sha(BASE)
 
 

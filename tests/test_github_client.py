@@ -330,8 +330,9 @@ def test_team_ownership_flags_other_teams_files() -> None:
         "submissions/x/c: team 'x' is not listed in mcval.toml [github.teams]; a maintainer adds "
         "the team and its members first",
     ]
-    assert check_team_ownership(files, "teacher", policy, "MEMBER") == []
-    assert check_team_ownership(files, "anyone", Policy()) == []
+    assert check_team_ownership(files, "teacher", policy, is_maintainer=True) == []
+    off = Policy(github=GithubPolicy(ownership="off"))
+    assert check_team_ownership(files, "anyone", off) == []
 
 
 # -- publishing ------------------------------------------------------------------------------------

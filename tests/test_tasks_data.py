@@ -115,6 +115,25 @@ def test_hub_ids_that_look_like_local_paths_are_refused(tmp_path: Path) -> None:
         load_slice(spec(path="org/name", data_files=["x.jsonl"]), tmp_path, {})
 
 
+def test_loader_names_and_local_folders_never_reach_load_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15.6, in the measuring child too: a bare loader name (``fasta``, ``conll``)
+    or an ``org/name`` that is a folder of the repository (or of the working directory)
+    would make ``load_dataset`` read files there, unconfined; refused before it is called."""
+    import datasets
+
+    calls: list[str] = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, *a, **k: calls.append(path))
+    (tmp_path / "submissions/mallory").mkdir(parents=True)
+    (tmp_path / "submissions/mallory/x.fasta").write_text(">a\nACGT\n")
+    monkeypatch.chdir(tmp_path)
+    for bad in ("fasta", "conll", "submissions/mallory"):
+        with pytest.raises(TaskDataError, match="neither a hub dataset id"):
+            load_slice(spec(path=bad), tmp_path, {})
+    assert calls == []
+
+
 def test_unreachable_hub_dataset_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TaskDataError, match=r"^cannot load hub dataset 'nobody/none' \(name None"):
         load_slice(spec(path="nobody/none"), tmp_path, {})

@@ -21,7 +21,7 @@ model:
 method:
   name: {method}
 {baseline}evaluation:
-  dataset: {{path: glue, name: sst2, split: validation}}
+  dataset: {{path: nyu-mll/glue, name: sst2, split: validation}}
 reported:
   weights_mb: {weights}
   latency_cpu_ms: {cpu}

@@ -9,12 +9,16 @@ the steps read the standard variables instead.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
 import secrets
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -135,8 +139,20 @@ def write_step_summary(markdown: str) -> None:
 # -- the job log --------------------------------------------------------------------------------
 
 
+_BREAK = "\u200b"  # zero-width space: shown as nothing, breaks the runner's command syntax
+_OWN_COMMAND = re.compile(r"::(?:error|warning|notice)(?: [^:\n]*)?::")
+"""The only workflow commands mcval prints: annotations built by ``annotation()``, whose
+properties are %-escaped (no raw ``:``), so a forged one cannot set outputs, masks or
+``stop-commands``."""
+
+
+def _no_legacy(text: str) -> str:
+    """The runner honours the legacy ``##[command]`` anywhere in a line."""
+    return text.replace("##[", f"#{_BREAK}#[")
+
+
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return _no_legacy(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _escape_property(text: str) -> str:
@@ -167,7 +183,75 @@ def annotation(
 
 
 def log_safe(text: str) -> str:
-    """Untrusted text (a PR's file name, a job's message) kept on the log line it is
-    printed on: the runner reads a line starting with ``::`` as a workflow command, so a
-    newline in a file name could otherwise start one. Control characters are escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Untrusted text (a PR's file name, a metric name, a job's message) made inert on the
+    log line it is printed on: ``%`` and line breaks are %-escaped (a newline could start
+    a ``::command::`` line), other control characters are backslash-escaped, and ``::``
+    and ``##[`` are broken by a zero-width space so the runner reads no workflow command."""
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    printable = "".join(c if c.isprintable() else repr(c)[1:-1] for c in escaped)
+    return _no_legacy(printable).replace("::", f":{_BREAK}:")
+
+
+def print_untrusted(text: str, *, file: TextIO | None = None) -> None:
+    """The one way a step prints text that came from a PR, a runner or a model."""
+    print(log_safe(text), file=file or sys.stdout)
+
+
+class LogGuard(io.TextIOBase):
+    """Wraps stdout/stderr in Actions: whatever mcval prints (rich tables, error lines that
+    quote a student's values, wrapped long lines) reaches the log with no workflow command
+    but mcval's own annotations. Whole lines are guarded, so a command split over writes
+    is caught too."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self._pending = ""
+
+    @staticmethod
+    def guard_line(line: str) -> str:
+        line = _no_legacy(line)
+        stripped = line.lstrip()
+        if stripped.startswith("::") and not _OWN_COMMAND.match(stripped):
+            indent = line[: len(line) - len(stripped)]
+            line = f"{indent}:{_BREAK}{stripped[1:]}"
+        return line
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self.stream.write(self.guard_line(line) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.stream.write(self.guard_line(self._pending))
+            self._pending = ""
+        self.stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+@contextlib.contextmanager
+def guarded_output() -> Iterator[None]:
+    """In Actions, route stdout and stderr through ``LogGuard`` for the block."""
+    if not running_in_actions():
+        yield
+        return
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = LogGuard(saved[0]), LogGuard(saved[1])
+    try:
+        yield
+    finally:
+        for guard in (sys.stdout, sys.stderr):
+            guard.flush()
+        sys.stdout, sys.stderr = saved

@@ -64,7 +64,7 @@ def run_fetch(
     client = connect(policy)
     number = resolve_pr_number(pr, pr_info)
     try:
-        pull, report = plan(client, policy, number, resolve_head_sha(head_sha))
+        pull, report = plan(client, policy, number, resolve_head_sha(head_sha), repo)
     except StalePullRequest as exc:
         raise InputError(str(exc)) from None
     if report.violations:
@@ -85,9 +85,9 @@ def run_fetch(
         data = client.read_pr_file(pull, entry.path, policy.limits.max_submission_bytes)
         safe_target(dest, entry.path).write_bytes(data)
         written.append(entry.path)
-    # Other allowed files under the team's directory (local datasets, label maps): data
-    # too; with `only`, those of the selected submissions' teams.
-    teams = {e.id.split("/")[0] for e in report.submissions if not wanted or e.id in wanted}
+    # Other allowed files under submissions/ (local datasets, label maps, model weights):
+    # data too, all of them, since a selected submission may read another team's files;
+    # the ones the PR deletes are removed, so nothing is measured with the base's copy.
     safe_data = data_path_pattern(policy)
     for path in report.data_files:
         match = safe_data.fullmatch(path)
@@ -96,10 +96,16 @@ def run_fetch(
                 f"warning: skipped {log_safe(path)}: unusual characters in the path",
                 file=sys.stderr,
             )
-        elif match["team"] in teams or not wanted:
+        else:
             data = client.read_pr_file(pull, path, MAX_DATA_FILE_BYTES)
             safe_target(dest, path).write_bytes(data)
             written.append(path)
+    for path in report.removed_data:
+        if safe_data.fullmatch(path):
+            target = safe_target(dest, path)
+            if target.exists():
+                target.unlink()
+                print(f"removed  {path}")
     if not wanted:
         for path in report.removed:
             if pattern.fullmatch(path):

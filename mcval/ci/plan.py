@@ -21,17 +21,21 @@ from mcval.ci.actions import (
     Connect,
     annotation,
     log_safe,
+    print_untrusted,
     read_event,
     running_in_actions,
     write_outputs,
     write_step_summary,
 )
+from mcval.ci.dependents import dependent_submissions, unmeasured_changes
 from mcval.ci.rules import (
+    MAINTAINER_ROLES,
     SHA_PATTERN,
     PathViolation,
     check_paths_allowed,
     check_submission_count,
     check_team_ownership,
+    listed_maintainer,
     submission_path_pattern,
 )
 from mcval.errors import ExitCode, InputError, McvalError
@@ -74,6 +78,9 @@ class ChangedReport(_Strict):
     submissions: list[MatrixEntry]
     removed: list[str] = Field(description="submission files the PR deletes (not measured)")
     data_files: list[str] = Field(description="other allowed files under submissions/")
+    removed_data: list[str] = Field(
+        default_factory=list, description="other files under submissions/ the PR deletes"
+    )
     violations: list[str]
 
 
@@ -84,6 +91,21 @@ class StalePullRequest(McvalError):
 def slug_of(submission_id: str) -> str:
     """Artifact names may not contain '/', and 'a-/b' style joins could collide."""
     return "results-" + hashlib.sha1(submission_id.encode()).hexdigest()[:12]
+
+
+def _id_of(path: str, pattern: re.Pattern[str]) -> str:
+    match = pattern.fullmatch(path)
+    return f"{match['team']}/{match['name']}" if match else path
+
+
+def is_maintainer(client: GithubClient, policy: Policy, author: str) -> bool:
+    """Listed in ``[github] maintainers``, or (unless turned off) admin or maintain on the
+    repository by GitHub's permission API; a PR's author association never counts."""
+    if listed_maintainer(author, policy):
+        return True
+    if not policy.github.maintainers_from_permissions:
+        return False
+    return client.repository_role(author) in MAINTAINER_ROLES
 
 
 # -- which pull request, at which commit ------------------------------------------------------
@@ -128,9 +150,18 @@ def resolve_head_sha(head_sha: str | None = None) -> str | None:
 
 
 def plan(
-    client: GithubClient, policy: Policy, number: int, expected_sha: str | None
+    client: GithubClient,
+    policy: Policy,
+    number: int,
+    expected_sha: str | None,
+    repo: Path | None = None,
 ) -> tuple[PullInfo, ChangedReport]:
-    """The PR's changed files, classified and checked against the policy (from the API)."""
+    """The PR's changed files, classified and checked against the policy (from the API).
+
+    With ``repo`` (the base checkout), a submission on the base whose local data files or
+    model directory the PR changes is measured too, and a changed file that nothing would
+    measure is a violation: a PR never goes green on data, weights or deletions alone.
+    """
     pr = client.pull_request(number)
     if expected_sha is not None and pr.head_sha != expected_sha:
         raise StalePullRequest(
@@ -141,12 +172,15 @@ def plan(
         raise StalePullRequest(f"pull request #{number} is {pr.state}; nothing to validate")
     files = client.changed_files(number)
     violations: list[PathViolation] = check_paths_allowed(files, policy)
-    violations += check_team_ownership(files, pr.author, policy, pr.author_association)
+    violations += check_team_ownership(
+        files, pr.author, policy, lambda: is_maintainer(client, policy, pr.author)
+    )
     pattern = submission_path_pattern(policy)
     prefix = policy.submissions_dir.strip("/") + "/"
     entries: list[MatrixEntry] = []
     removed: list[str] = []
     data_files: list[str] = []
+    removed_data: list[str] = []
     for changed in files:
         match = pattern.fullmatch(changed.path)
         if match and changed.status == "removed":
@@ -156,6 +190,21 @@ def plan(
             entries.append(MatrixEntry(id=sub_id, path=changed.path, slug=slug_of(sub_id)))
         elif changed.path.startswith(prefix) and changed.status != "removed":
             data_files.append(changed.path)
+        elif changed.path.startswith(prefix):
+            removed_data.append(changed.path)
+        old = changed.previous_path if changed.status == "renamed" else None
+        if old and pattern.fullmatch(old):
+            removed.append(old)  # a renamed submission: its old id disappears
+        elif old and old.startswith(prefix):
+            removed_data.append(old)
+    if repo is not None:
+        measured = {e.id for e in entries} | {_id_of(p, pattern) for p in removed}
+        touched = data_files + removed_data
+        for sub_id, path in dependent_submissions(repo, policy, touched):
+            if sub_id not in measured:
+                measured.add(sub_id)
+                entries.append(MatrixEntry(id=sub_id, path=path, slug=slug_of(sub_id)))
+        violations += unmeasured_changes(repo, policy, touched, entries, removed)
     violations += check_submission_count(len(entries), policy)
     report = ChangedReport(
         pr=pr.number,
@@ -165,6 +214,7 @@ def plan(
         submissions=entries,
         removed=removed,
         data_files=data_files,
+        removed_data=removed_data,
         violations=[str(v) for v in violations],
     )
     return pr, report
@@ -209,9 +259,9 @@ def run_changed(
     client = connect(policy)
     number = resolve_pr_number(pr, pr_info)
     try:
-        _, report = plan(client, policy, number, resolve_head_sha(head_sha))
+        _, report = plan(client, policy, number, resolve_head_sha(head_sha), repo)
     except StalePullRequest as exc:
-        print(f"notice: {exc}")
+        print_untrusted(f"notice: {exc}")
         write_outputs({"stale": "true", "count": "0", "pr": str(number)})
         return ExitCode.OK
     info = PrInfo(number=report.pr, head_sha=report.head_sha)
@@ -227,15 +277,16 @@ def run_changed(
             "head_sha": report.head_sha,
             "count": str(len(report.submissions)),
             "ids": json.dumps([e.id for e in report.submissions], separators=(",", ":")),
+            "removed": json.dumps(report.removed, separators=(",", ":")),
             "matrix": json.dumps(matrix, separators=(",", ":")),
         }
     )
     for entry in report.submissions:
         print(f"changed  {entry.path} ({entry.id})")
     for path in report.removed:
-        print(f"removed  {path}")
+        print_untrusted(f"removed  {path} (not measured; allowed for its team or a maintainer)")
     for path in report.data_files:
-        print(f"data     {log_safe(path)}")
+        print_untrusted(f"data     {path}")
     if not (report.submissions or report.removed or report.data_files):
         print(f"pull request #{report.pr} changes no submission")
     return report_violations(report)

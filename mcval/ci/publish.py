@@ -19,36 +19,45 @@ from mcval.ci.actions import (
     write_step_summary,
 )
 from mcval.ci.rules import SHA_PATTERN
+from mcval.ci.vet import report_refused, vet_results
 from mcval.errors import ExitCode, InputError
 from mcval.lock import checkout_lock
-from mcval.policy import load_policy
+from mcval.policy import Policy, load_policy
 
 DEFAULT_MESSAGE = "mcval: update results table"
 
 
-def collect_files(repo: Path, names: Sequence[str], missing_ok: bool = False) -> dict[str, bytes]:
-    """The named files and directories' files, repository-relative; no symbolic link and
-    nothing outside the repository is published."""
+def collect_files(
+    repo: Path, names: Sequence[str], missing_ok: bool = False, policy: Policy | None = None
+) -> dict[str, bytes]:
+    """The files to commit, repository-relative: the README and the plot the policy names,
+    and from ``results/`` only records that pass ``mcval.ci.vet`` (a record for a
+    submission on this commit, strictly valid). Anything else the runner left is refused
+    and reported; no symbolic link and nothing outside the repository is published."""
+    policy = policy or load_policy(repo)
     root = repo.resolve()
+    results = policy.results_dir.strip("/")
+    allowed = {policy.table.readme, policy.table.plot, results}
     files: dict[str, bytes] = {}
     for name in names:
-        path = root / name
+        clean = name.strip("/")
+        path = root / clean
+        if clean not in allowed:
+            raise InputError(
+                f"only {', '.join(sorted(allowed))} are published; refusing {name!r}", name
+            )
         if path.is_symlink():
             raise InputError("refusing to publish a symbolic link", name)
-        if path.is_dir():
-            found = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()]
-        elif path.is_file():
-            found = [path]
+        if clean == results and path.is_dir():
+            vetted = vet_results(root, path, policy)
+            report_refused(vetted)
+            files.update(vetted.accepted)
+        elif path.is_file() and clean != results:
+            files[clean] = path.read_bytes()
         elif missing_ok:
             print(f"notice: {name} does not exist; not published")
-            continue
         else:
             raise InputError("no such file or directory", name)
-        for item in found:
-            resolved = item.resolve()
-            if root not in resolved.parents:
-                raise InputError("the file is outside the repository", name)
-            files[resolved.relative_to(root).as_posix()] = resolved.read_bytes()
     return files
 
 
@@ -73,7 +82,7 @@ def run_publish(
         raise InputError(f"--base-sha must be a full 40-character SHA, got {base_sha!r}")
     # README, plot and results/ read as one snapshot, never halfway through `mcval table`.
     with checkout_lock(repo):
-        contents = collect_files(repo, files, missing_ok)
+        contents = collect_files(repo, files, missing_ok, policy)
     if not contents:
         raise InputError("--files named no file to publish")
     client = connect(policy)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,17 +76,47 @@ def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> SubmissionReport:
     return SubmissionReport(entry.id, entry.path, record=record)
 
 
-def combine(reports: list[SubmissionReport], head_sha: str | None) -> tuple[str, StatusState, str]:
+def combine(
+    reports: list[SubmissionReport], head_sha: str | None, removed: Sequence[str] = ()
+) -> tuple[str, StatusState, str]:
     """The comment for the whole PR, the overall state and a ≤140-char description.
 
     One ``RunSummary`` feeds the comment's summary line and the commit status, so both
     count every cell. Sections are rendered by ``mcval.render.comment`` from the
     re-validated records, the same renderer ``mcval validate --markdown`` uses locally.
+    Deleted submissions (``removed``, ids) are listed: ``ci changed`` allowed them only
+    for their own team or a maintainer, and nothing is measured for them.
     """
     summary = RunSummary.of(reports)
     markdown = render_comment(reports, summary=summary, commit=head_sha if reports else None)
     state, description = commit_status(summary)
+    if removed:
+        ids = ", ".join(f"`{i}`" for i in removed)
+        markdown = markdown.rstrip("\n") + (
+            f"\n\n**Removed submissions** (not measured; allowed because the author is in "
+            f"their team or a maintainer): {ids}\n"
+        )
+        gone = f"removes {len(removed)} submission(s)"
+        description = gone if not summary.total else f"{description}; {gone}"
     return markdown, state, description
+
+
+def removed_ids(text: str | None, policy: Policy) -> list[str]:
+    """The plan's deleted submission paths (JSON list), re-checked, as ids."""
+    if not text:
+        return []
+    try:
+        paths = TypeAdapter(list[str]).validate_json(text)
+    except ValidationError:
+        raise InputError("--removed must be the plan's JSON list of paths") from None
+    pattern = submission_path_pattern(policy)
+    ids = []
+    for path in paths:
+        match = pattern.fullmatch(path)
+        if not match:
+            raise InputError(f"--removed names a path that is not a submission: {path[:80]!r}")
+        ids.append(f"{match['team']}/{match['name']}")
+    return ids
 
 
 def matrix_entries(text: str, policy: Policy) -> list[MatrixEntry]:
@@ -105,7 +136,13 @@ def matrix_entries(text: str, policy: Policy) -> list[MatrixEntry]:
 
 
 def run_report(
-    repo: Path, *, artifacts: Path, matrix: str, output: Path, head_sha: str | None = None
+    repo: Path,
+    *,
+    artifacts: Path,
+    matrix: str,
+    output: Path,
+    head_sha: str | None = None,
+    removed: str | None = None,
 ) -> ExitCode:
     """Re-validate the measuring jobs' artifacts and build the comment and the status.
 
@@ -118,7 +155,7 @@ def run_report(
     entries = matrix_entries(matrix, policy)
     reports = [evaluate_cell(artifacts, entry) for entry in entries]
     sha = head_sha if head_sha and re.fullmatch(SHA_PATTERN, head_sha) else None
-    markdown, state, description = combine(reports, sha)
+    markdown, state, description = combine(reports, sha, removed_ids(removed, policy))
     output.write_text(markdown, encoding="utf-8")
     write_outputs({"state": state, "description": description})
     for report in reports:

@@ -4,23 +4,25 @@ Why apart from ``mcval.github``: these are the security rules of the bot (see
 docs/maintainers.md), and they must be readable and testable without PyGithub or a server.
 
 - A PR may only touch the paths the policy allows (default ``submissions/**``); ``mcval/``
-  and ``.github/`` never, and with a ``[github.teams]`` table only its author's team
-  directory. At most ``limits.max_submissions_per_pr`` submissions per PR.
+  and ``.github/`` never; only its author's team directory (``[github.teams]``, required
+  unless ``ownership = "off"``), files directly under ``submissions/`` only a maintainer.
+  At most ``limits.max_submissions_per_pr`` submissions per PR.
 - The bot's one comment carries the marker exactly once, first, and pings nobody.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict
 
+from mcval.errors import InputError
 from mcval.policy import Policy
 from mcval.submission.schema import NAME_PATTERN
 from mcval.submission.schema import SHA_PATTERN as SHA_PATTERN  # the contract's, for ci steps
 
 PROTECTED_PREFIXES = ("mcval/", ".github/")
-MAINTAINER_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 MAX_COMMENT_CHARS = 65_000  # GitHub refuses bodies over 65,536 characters
 
 
@@ -108,37 +110,70 @@ def check_paths_allowed(files: list[ChangedFile], policy: Policy) -> list[PathVi
     return violations
 
 
-def check_team_ownership(
-    files: list[ChangedFile], author: str, policy: Policy, author_association: str = "NONE"
-) -> list[PathViolation]:
-    """With ``[github.teams]`` set, a student changes only their own team's directory.
+class OwnershipNotConfigured(InputError):
+    """``ownership = "teams"`` (the default) without a ``[github.teams]`` table."""
 
-    Maintainers (repository owner, organisation members, collaborators) may fix any
-    team's files; with an empty ``teams`` table nothing is checked.
+
+MAINTAINER_ROLES = frozenset({"admin", "maintain"})
+"""Repository roles (collaborator-permission API) that count as maintainers."""
+
+
+def check_team_ownership(
+    files: list[ChangedFile],
+    author: str,
+    policy: Policy,
+    is_maintainer: bool | Callable[[], bool] = False,
+) -> list[PathViolation]:
+    """A student changes only their own team's directory; maintainers change anything.
+
+    Refuses to run (``OwnershipNotConfigured``) when ownership is on and no team is listed:
+    otherwise any student could edit or delete any team's rows. Files directly under
+    ``submissions/`` are maintainers' only. ``is_maintainer`` comes from the configured
+    list or the repository-permission API, never from the PR's author association (in a
+    course organisation every student may be a ``MEMBER``); as a callable it is asked only
+    when there is something to forgive.
     """
-    teams = policy.github.teams
-    if not teams or author_association in MAINTAINER_ASSOCIATIONS:
-        return []
+    github = policy.github
+    teams = github.teams
+    if github.ownership == "teams" and not teams:
+        raise OwnershipNotConfigured(
+            "ownership of team directories is on but [github.teams] lists no team; add "
+            '`team = ["login", ...]` lines under [github.teams], or set `ownership = "off"` '
+            "under [github] to let any author change any team's files",
+            "mcval.toml",
+        )
     own = sorted(team for team, logins in teams.items() if author.lower() in map(str.lower, logins))
     prefix = policy.submissions_dir.rstrip("/") + "/"
     violations = []
     for changed in files:
         for path in changed.touched:
-            if not path.startswith(prefix) or path.count("/") < 2:
+            if not path.startswith(prefix):
                 continue
-            team = path[len(prefix) :].split("/", 1)[0]
-            if team in own:
+            if "/" not in path[len(prefix) :]:
+                reason = f"is directly under {prefix}; only a maintainer changes such files"
+            elif github.ownership == "off":
                 continue
-            if team not in teams:
-                reason = (
-                    f"team {team!r} is not listed in mcval.toml [github.teams]; a maintainer "
-                    "adds the team and its members first"
-                )
             else:
-                mine = f"your team is {', '.join(own)}" if own else "you are in no team"
-                reason = f"belongs to team {team!r} and {author} is not a member of it ({mine})"
+                team = path[len(prefix) :].split("/", 1)[0]
+                if team in own:
+                    continue
+                if team not in teams:
+                    reason = (
+                        f"team {team!r} is not listed in mcval.toml [github.teams]; a "
+                        "maintainer adds the team and its members first"
+                    )
+                else:
+                    mine = f"your team is {', '.join(own)}" if own else "you are in no team"
+                    reason = f"belongs to team {team!r} and {author} is not a member of it ({mine})"
             violations.append(PathViolation(path=path, reason=reason))
+    if violations and (is_maintainer() if callable(is_maintainer) else is_maintainer):
+        return []
     return violations
+
+
+def listed_maintainer(author: str, policy: Policy) -> bool:
+    """Whether ``author`` is in ``[github] maintainers`` (case-insensitive, as GitHub is)."""
+    return author.lower() in {login.lower() for login in policy.github.maintainers}
 
 
 def check_submission_count(count: int, policy: Policy) -> list[PathViolation]:

@@ -292,8 +292,11 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
                     ("evaluation", "dataset", "data_files", i),
                 )
             )
+    problem = dataset_path_problem(sub.evaluation.dataset.path, repo_root, policy)
+    if problem:
+        errors.append(doc.error(problem, ("evaluation", "dataset", "path")))
     if (
-        sub.evaluation.dataset.path in {"json", "csv", "parquet", "text"}
+        sub.evaluation.dataset.path in LOCAL_DATASET_BUILDERS
         and not sub.evaluation.dataset.data_files
     ):
         errors.append(
@@ -364,6 +367,37 @@ _LINK_OUTSIDE = (
     "instead of a link"
 )
 _GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+LOCAL_DATASET_BUILDERS = ("json", "csv", "parquet", "text")
+_HUB_DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+_DATASET_FIX = (
+    "use a hub dataset id 'org/name', or json / csv / parquet / text with data_files inside "
+    "the repository"
+)
+
+
+def dataset_path_problem(path: str, repo_root: Path, policy: Policy) -> str | None:
+    """Why ``evaluation.dataset.path`` could make ``load_dataset`` read unchecked files.
+
+    ``load_dataset`` treats a name as a local folder when one exists relative to the working
+    directory, and a bare name may be a loader built into ``datasets`` (``fasta``,
+    ``conll``…) that reads files it finds: neither is confined nor fingerprinted. Only the
+    four file loaders with ``data_files`` or a strict ``org/name`` hub id pass."""
+    if path in LOCAL_DATASET_BUILDERS:
+        return None
+    if not _HUB_DATASET_ID.fullmatch(path) or ".." in path:
+        return (
+            f"evaluation.dataset.path {path!r} is not a hub dataset id ('org/name'); {_DATASET_FIX}"
+        )
+    org = path.split("/")[0]
+    root = repo_root.resolve()
+    if org == policy.submissions_dir or (root / org).exists() or (root / org).is_symlink():
+        return (
+            f"evaluation.dataset.path {path!r} names a folder of the repository, which would "
+            f"be read unchecked; {_DATASET_FIX}"
+        )
+    return None
 
 
 def _leaves_repository(relative: str, repo_root: Path) -> bool:

@@ -30,7 +30,7 @@ def is_commit_sha(text: str) -> bool:
 
 
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-PositiveInt = Annotated[int, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0, le=10**9)]
 
 
 class StrictModel(BaseModel):
@@ -136,7 +136,9 @@ class DatasetSpec(StrictModel):
     samples: PositiveInt | None = Field(
         default=None, description="Rows to evaluate (default 200, or the whole split if smaller)."
     )
-    seed: int = Field(default=0, description="Seed of the shuffle that picks the rows.")
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = Field(
+        default=0, description="Seed of the shuffle that picks the rows (0 to 2^32 - 1)."
+    )
 
     @field_validator("data_files", mode="before")
     @classmethod
@@ -160,8 +162,8 @@ class Evaluation(StrictModel):
         default=None,
         description="Text put before each source sentence (T5: 'translate English to German: ').",
     )
-    context_length: Annotated[int, Field(gt=0)] | None = None
-    stride: Annotated[int, Field(gt=0)] | None = None
+    context_length: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
+    stride: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
 
 
 InputShape = frozenset[str]

@@ -25,6 +25,11 @@ Position = tuple[int, int]
 MAX_DEPTH = 20
 """Deeper nesting than any valid submission needs; stops stack-exhaustion bombs."""
 
+MAX_INT = 2**63 - 1
+"""No field needs a larger whole number; a bigger one (hex digits are not capped by
+Python's 4,300-digit limit) would crash a float conversion or ``json.dumps`` later."""
+_TOO_LARGE = f"number is too large (at most {MAX_INT:,}); write a realistic value"
+
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:str",
     "tag:yaml.org,2002:int",
@@ -139,7 +144,13 @@ class _Builder:
             # A date-like value (2025-05-01) stays the text the student wrote.
             return node.value
         self.require_tag(node, _PLAIN_TAGS)
-        return self.loader.construct_object(node, deep=True)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (ValueError, OverflowError):  # e.g. 5,000 decimal digits: int() refuses
+            raise self.fail(_TOO_LARGE, node) from None
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise self.fail(_TOO_LARGE, node)
+        return value
 
     def _mapping(self, node: MappingNode, path: FieldPath) -> dict[str, Any]:
         self.require_tag(node, "tag:yaml.org,2002:map")

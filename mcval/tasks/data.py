@@ -113,19 +113,37 @@ def _local_files(spec: DatasetSpec, repo_root: Path) -> list[Path]:
     return files
 
 
-def _check_hub_id(path: str) -> None:
-    """Hub ids only: no local directories sneaking in through ``load_dataset``'s path lookup."""
+def _check_hub_id(path: str, repo_root: Path) -> None:
+    """Hub ids only (``org/name``): no local folder and no loader built into ``datasets``
+    (``fasta``, ``conll``…) sneaking in through ``load_dataset``'s path lookup, which
+    would read files relative to the working directory, unconfined and unfingerprinted."""
     parts = path.split("/")
     if (
-        len(parts) > 2
+        len(parts) != 2
         or any(p in ("", ".", "..") for p in parts)
         or path.startswith(("/", "~"))
         or "\\" in path
+        or (repo_root / parts[0]).exists()
+        or Path(parts[0]).exists()
     ):
         raise TaskDataError(
             f"evaluation.dataset.path {path!r} is neither a hub dataset id ('org/name') nor one "
             f"of {', '.join(LOCAL_BUILDERS)} with data_files"
         )
+
+
+def _check_download_size(spec: DatasetSpec, repo_root: Path) -> None:
+    """The split must fit ``measure.max_download_gb`` (checked before download); offline,
+    nothing can be downloaded, so there is nothing to check."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    from mcval.policy import load_policy
+    from mcval.tasks.dataset_size import check_dataset_download
+
+    limit = load_policy(repo_root).measure.max_download_gb
+    check_dataset_download(spec, int(limit * 1e9))
 
 
 def _cast_media(ds: Any, media: Mapping[str, MediaKind]) -> Any:
@@ -197,7 +215,8 @@ def load_slice(
             raise TaskDataError(
                 f"evaluation.dataset.data_files needs path: one of {', '.join(LOCAL_BUILDERS)}"
             )
-        _check_hub_id(spec.path)
+        _check_hub_id(spec.path, repo_root)
+        _check_download_size(spec, repo_root)
         try:
             ds = datasets.load_dataset(
                 spec.path, spec.name, split=spec.split, revision=spec.revision
