@@ -196,7 +196,8 @@ def test_units_are_converted_and_shown(tmp_path: Path) -> None:
     assert loaded.submission.reported.latency_cpu_ms == pytest.approx(430.0)
     assert loaded.submission.reported.quality["cer"] == pytest.approx(0.0134)
     assert [c.describe() for c in loaded.conversions] == [
-        "reported.weights_mb: '1.33 GB' read as 1361.92 MB",
+        "reported.weights_mb: '1.33 GB' read as 1361.92 MiB (2^30 bytes a GB; a decimal GB is "
+        "written '1.33 GB (10^9)')",
         "reported.latency_cpu_ms: '0.43 s' read as 430 ms",
         "reported.quality.cer: '1.34%' read as 0.0134",
     ]

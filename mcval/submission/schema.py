@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from mcval.metrics import Task
+from mcval.submission.units import NOT_MEASURED_SPELLINGS
 
 SCHEMA_VERSION = 1
 TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -270,10 +271,16 @@ class Hardware(StrictModel):
 _NUMBER_OR_UNIT_TEXT = {
     "anyOf": [
         {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*\d+(\.\d*)?([eE][+-]?\d+)?\s*[A-Za-zµ%]*\s*$"},
+        {
+            "type": "string",
+            "pattern": r"^\s*\d+(\.\d*)?([eE][+-]?\d+)?\s*[A-Za-zµ%]*"
+            r"(\s*\(\s*10\s*\^\s*\d+\s*\))?\s*$",
+        },
+        {"enum": list(NOT_MEASURED_SPELLINGS)},
         {"type": "null"},
     ],
-    "description": "A number in the canonical unit, or text with a unit such as '1.33 GB'.",
+    "description": "A number in the canonical unit, text with a unit such as '1.33 GB' "
+    "(MiB) or '1.33 GB (10^9)' (decimal), or N/A / '-' for not measured.",
 }
 ReportedNumber = Annotated[
     Annotated[float, Field(ge=0, allow_inf_nan=False)] | None,

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mcval.errors import InputError
-from mcval.metrics import DEFAULT_METRICS, TASK_METRICS
+from mcval.metrics import DEFAULT_METRICS, TASK_METRICS, TASK_ROLES
 from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, input_shape_problem
 
 if TYPE_CHECKING:
@@ -90,18 +90,6 @@ _HANDLERS: dict[str, str] = {
     "automatic-speech-recognition": "mcval.tasks.asr:SpeechRecognition",
     "image-classification": "mcval.tasks.image_classification:ImageClassification",
 }
-
-TASK_ROLES: dict[str, dict[str, str | None]] = {
-    "text-classification": {"text": "text", "text_pair": None, "label": "label"},
-    "token-classification": {"tokens": "tokens", "tags": "ner_tags"},
-    "causal-lm": {"text": "text"},
-    "translation": {"source": "source", "target": "target"},
-    "automatic-speech-recognition": {"audio": "audio", "text": "text"},
-    "image-classification": {"image": "image", "label": "label"},
-}
-"""Column roles of each task and their default column names (``None``: optional role, used
-only when mapped in ``evaluation.columns``). A column name may be a dotted path into a
-dict-valued column, e.g. ``{source: translation.en, target: translation.de}`` for WMT."""
 
 
 def get_task(name: str) -> TaskHandler:
