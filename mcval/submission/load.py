@@ -25,7 +25,6 @@ from mcval.submission.mistakes import (
 )
 from mcval.submission.reported import convert_reported
 from mcval.submission.schema import (
-    DEFAULT_BENCHMARK_INPUT,
     NAME_PATTERN,
     Submission,
     input_shape_problem,
@@ -278,9 +277,9 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
                     ("evaluation", "metrics", i),
                 )
             )
-    if sub.benchmark.input is None:
-        sub.benchmark.input = DEFAULT_BENCHMARK_INPUT[task].model_copy()
-    else:
+    # Left out, the input stays None: the runner uses the task's default, shortened to the
+    # model's maximum length when that is shorter (the student did not choose it).
+    if sub.benchmark.input is not None:
         problem = input_shape_problem(task, sub.benchmark.input.given_shape())
         if problem:
             errors.append(doc.error(problem, ("benchmark", "input")))
