@@ -93,6 +93,18 @@ _HANDLERS: dict[str, str] = {
 }
 
 
+TASK_MODEL_CLASSES: dict[str, str] = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "causal-lm": "AutoModelForCausalLM",
+    "translation": "AutoModelForSeq2SeqLM",
+    "automatic-speech-recognition": "AutoModelForSpeechSeq2Seq",
+    "image-classification": "AutoModelForImageClassification",
+}
+"""The transformers ``Auto*`` class each task loads its model with (the handlers'
+``auto_class``, readable without importing them; a test holds the two equal)."""
+
+
 def get_task(name: str) -> TaskHandler:
     """The handler of task ``name``; raises ``InputError`` for an unknown task."""
     target = _HANDLERS.get(name)
