@@ -75,6 +75,27 @@ def test_capitalised_metric_names_are_read_as_the_metric_and_said_so(tmp_path: P
     ]
 
 
+def test_metric_aliases_in_evaluation_metrics(tmp_path: Path) -> None:
+    text = ROW.replace(
+        "  dataset: {path: glue, name: sst2, split: validation}\n",
+        "  dataset: {path: glue, name: sst2, split: validation}\n  metrics: [Accuracy, F1]\n",
+    )
+    loaded = load(tmp_path, text)
+    assert loaded.submission.evaluation.metrics == ["accuracy", "macro_f1"]
+    assert [c.describe() for c in loaded.conversions] == [
+        "evaluation.metrics[0]: read as accuracy",
+        "evaluation.metrics[1]: read as macro_f1",
+    ]
+
+
+def test_lowercase_decimal_spelling_in_the_note(tmp_path: Path) -> None:
+    loaded = load(tmp_path, ROW.replace("weights_mb: 16.73", "weights_mb: 96.66Mb"))
+    assert [c.describe() for c in loaded.conversions] == [
+        "reported.weights_mb: '96.66Mb' read as 96.66 MiB (2^20 bytes a MB; a decimal MB is "
+        "written '96.66 MB (10^6)')"
+    ]
+
+
 @pytest.mark.parametrize(
     ("task", "written", "metric"),
     [

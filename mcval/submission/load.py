@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mcval.errors import InputError, InputErrors
-from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind
+from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind, resolve_metric
 from mcval.policy import Policy
 from mcval.submission.mistakes import (
     is_placeholder,
@@ -269,7 +269,12 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
     if not sub.evaluation.metrics:
         sub.evaluation.metrics = list(DEFAULT_METRICS[task])
     for i, metric in enumerate(sub.evaluation.metrics):
-        if metric not in possible:
+        resolved = resolve_metric(metric, task)
+        if resolved is not None and resolved != metric:  # 'F1', 'BLEU': say how it was read
+            sub.evaluation.metrics[i] = resolved
+            where = f"evaluation.metrics[{i}]"
+            loaded.conversions.append(Conversion(field=where, written=None, metric=resolved))
+        elif metric not in possible:
             errors.append(
                 doc.error(
                     f"metric {metric!r} is not computed for {task}; "

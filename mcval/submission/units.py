@@ -84,11 +84,11 @@ class Conversion(BaseModel):
             text = f"{self.written!r} read as {self.value:.6g}{unit}"
             if _BINARY_SIZE.match(self.written):
                 number = _QUANTITY.match(self.written)["number"]  # type: ignore[index]
-                prefix = self.written.strip()[len(number) :].strip()
+                letter = self.written.strip()[len(number) :].strip()[0].lower()
+                unit = f"{letter.upper() if letter != 'k' else letter}B"
                 text += (
-                    f" (2^{10 * _BINARY_POWER[prefix[0].lower()]} bytes a {prefix}; a decimal "
-                    f"{prefix} is written '{number.strip()} {prefix} (10^"
-                    f"{DECIMAL_POWER[prefix[0].lower()]})')"
+                    f" (2^{10 * _BINARY_POWER[letter]} bytes a {unit}; a decimal {unit} is "
+                    f"written '{number.strip()} {unit} (10^{DECIMAL_POWER[letter]})')"
                 )
             parts.append(text)
         return f"{self.field}: {'; '.join(parts)}"
