@@ -3,8 +3,10 @@
 Top-level and section names are fixed by the course contract (submissions/README.md).
 Every model forbids unknown keys (a typo must not pass silently) and is strict about
 types (``"8"`` is not a batch size).
-Defaults that depend on the task are filled in by ``mcval.submission.rules``; they are
-documented in ``submissions/README.md``.
+Defaults that depend on the task are documented in ``submissions/README.md``: the
+metrics are filled in by ``load_submission``; a left-out ``benchmark.input`` stays None
+and the runner takes the task's default, shortened to the model's maximum length
+(``mcval.tasks.base.fitted_input``).
 """
 
 from __future__ import annotations
@@ -255,7 +257,11 @@ class Benchmark(StrictModel):
     """Latency protocol inputs."""
 
     batch_size: Annotated[int, Field(gt=0, le=256)] = 1
-    input: BenchmarkInput | None = Field(default=None, description="Default: the task's own.")
+    input: BenchmarkInput | None = Field(
+        default=None,
+        description="Default: the task's own, shortened to the model's maximum length when "
+        "the model takes fewer tokens.",
+    )
     threads: Annotated[int, Field(gt=0, le=256)] | None = Field(
         default=None, description="CPU threads (default: the policy's, else physical cores)."
     )
