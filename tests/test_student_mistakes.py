@@ -289,6 +289,19 @@ def test_encoder_decoder_model_under_causal_lm(tmp_path: Path) -> None:
     ]
 
 
+def test_ctc_model_under_speech_recognition(tmp_path: Path) -> None:
+    local_model(tmp_path, {"architectures": ["Wav2Vec2ForCTC"], "model_type": "wav2vec2"})
+    text = as_task("automatic-speech-recognition", "{wer: 0.1}").replace(
+        "id: org/bert-tiny", "id: ./models/tiny"
+    )
+    assert errors_of(tmp_path, text) == [
+        f"{FILE}:6:9: model.task: automatic-speech-recognition needs an encoder-decoder "
+        "model, and models/tiny/config.json describes Wav2Vec2ForCTC (not encoder-decoder); "
+        "speech models are measured as sequence-to-sequence (AutoModelForSpeechSeq2Seq): use "
+        "an encoder-decoder model such as Whisper"
+    ]
+
+
 def test_fitting_local_model_passes(tmp_path: Path) -> None:
     local_model(tmp_path, {"architectures": ["MarianMTModel"], "is_encoder_decoder": True})
     text = as_task("translation", "{bleu: 27.1}").replace("id: org/bert-tiny", "id: ./models/tiny")

@@ -156,9 +156,20 @@ def _unknown_roles(data: dict[str, Any], doc: YamlDocument) -> list[InputError]:
     return errors
 
 
-_NEEDS_ENCODER_DECODER = {"translation": True, "causal-lm": False}
-"""Tasks whose model class fixes the architecture: ``AutoModelForSeq2SeqLM`` loads only
-encoder-decoder models, ``AutoModelForCausalLM`` only decoder-only ones."""
+_NEEDS_ENCODER_DECODER = {
+    "translation": True,
+    "causal-lm": False,
+    "automatic-speech-recognition": True,
+}
+"""Tasks whose model class fixes the architecture: ``AutoModelForSeq2SeqLM`` and
+``AutoModelForSpeechSeq2Seq`` load only encoder-decoder models, ``AutoModelForCausalLM``
+only decoder-only ones."""
+_INSTEAD = {
+    "translation": "use causal-lm or another model",
+    "causal-lm": "use translation or another model",
+    "automatic-speech-recognition": "speech models are measured as sequence-to-sequence "
+    "(AutoModelForSpeechSeq2Seq): use an encoder-decoder model such as Whisper",
+}
 
 
 def task_model_problem(task: str, model_dir: Path, shown: str) -> str | None:
@@ -183,12 +194,13 @@ def task_model_problem(task: str, model_dir: Path, shown: str) -> str | None:
         if isinstance(architectures, list) and architectures
         else f"a {config.get('model_type')} model"
     )
-    has = "encoder-decoder" if is_encoder_decoder else "decoder-only"
+    has = "encoder-decoder" if is_encoder_decoder else "not encoder-decoder"
+    if task == "translation":
+        has = "decoder-only"
     wants = "an encoder-decoder" if needs else "a decoder-only"
-    other = "translation" if is_encoder_decoder else "causal-lm"
     return (
         f"model.task: {task} needs {wants} model, and {shown}/config.json describes {named} "
-        f"({has}); use {other} or another model"
+        f"({has}); {_INSTEAD[task]}"
     )
 
 
