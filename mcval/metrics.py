@@ -108,3 +108,51 @@ def format_metric(name: str, value: float) -> str:
 def format_quality(values: dict[str, float]) -> str:
     """All metrics of one row in one cell, in a stable order: ``1.34% CER 3.83% WER``."""
     return " ".join(format_metric(k, values[k]) for k in sorted(values))
+
+
+TASK_ROLES: dict[str, dict[str, str | None]] = {
+    "text-classification": {"text": "text", "text_pair": None, "label": "label"},
+    "token-classification": {"tokens": "tokens", "tags": "ner_tags"},
+    "causal-lm": {"text": "text"},
+    "translation": {"source": "source", "target": "target"},
+    "automatic-speech-recognition": {"audio": "audio", "text": "text"},
+    "image-classification": {"image": "image", "label": "label"},
+}
+"""Column roles of each task and their default column names (``None``: optional role, used
+only when mapped in ``evaluation.columns``). A column name may be a dotted path into a
+dict-valued column, e.g. ``{source: translation.en, target: translation.de}`` for WMT.
+Here, in the contract, so ``mcval check`` refuses an unknown role before the runner does."""
+
+_METRIC_ALIASES: dict[str, str] = {
+    "acc": "accuracy",
+    "ppl": "perplexity",
+    "top5": "top5_accuracy",
+    "top_5": "top5_accuracy",
+    "top5_acc": "top5_accuracy",
+}
+"""Other spellings of a metric (compared case-insensitively, ``-`` and spaces as ``_``)."""
+
+_TASK_ALIASES: dict[str, dict[str, str]] = {
+    "text-classification": {"f1": "macro_f1", "f1_score": "macro_f1"},
+    "token-classification": {
+        "f1": "entity_f1",
+        "f1_score": "entity_f1",
+        "precision": "entity_precision",
+        "recall": "entity_recall",
+    },
+}
+"""Generic words that mean one metric of a task: "F1" is macro-F1 for classification and
+entity F1 for NER."""
+
+
+def resolve_metric(written: str, task: str | None) -> str | None:
+    """The metric a ``reported.quality`` key means (``Accuracy`` → ``accuracy``, ``F1`` →
+    the task's F1, ``PPL`` → ``perplexity``), or None when the task computes no such metric.
+    ``task`` None (not known yet): any metric mcval knows."""
+    key = "_".join(written.strip().casefold().replace("-", " ").split())
+    name = key if key in METRICS else _METRIC_ALIASES.get(key)
+    if name is None and task is not None:
+        name = _TASK_ALIASES.get(task, {}).get(key)
+    if name is None or (task is not None and name not in TASK_METRICS[task]):
+        return None
+    return name

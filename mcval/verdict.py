@@ -16,7 +16,15 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from mcval.errors import ExitCode
-from mcval.figures import FIGURES, Allowance, Delta, Figure, FigureValues, format_allowance
+from mcval.figures import (
+    FIGURES,
+    Allowance,
+    Delta,
+    Dimension,
+    Figure,
+    FigureValues,
+    format_allowance,
+)
 from mcval.findings import Finding
 from mcval.metrics import METRICS, MetricKind
 from mcval.policy import Policy, Tolerance
@@ -266,7 +274,7 @@ def _judge_figure(
     same_hw = device is None or same_hardware(
         getattr(reported.hardware, device), getattr(measured, device)
     )
-    return _compare(
+    verdict = _compare(
         key,
         figure.text["en"].row,
         getattr(reported, key),
@@ -279,6 +287,35 @@ def _judge_figure(
         not_applicable=measured.not_applicable.get(_RUNNER_DEVICE[device]) if device else None,
         unstable=measured.unstable.get(key),
     )
+    if figure.dimension is Dimension.SIZE and verdict.status == "fail":
+        hint = _decimal_size_hint(verdict.reported, verdict.measured, tolerances.weights_mb)
+        if hint and verdict.note:
+            verdict.note = f"{verdict.note}; {hint}"
+    return verdict
+
+
+_DECIMAL_READINGS = ((2**30 / 1e9, "GB", 9, 1024.0), (2**20 / 1e6, "MB", 6, 1.0))
+"""(binary/decimal ratio, unit, power of ten, MiB per unit) of a decimal size read as MiB."""
+
+
+def _decimal_size_hint(
+    reported: float | None, measured: float | None, tolerance: Tolerance
+) -> str | None:
+    """A size off by 2^30/10^9 or 2^20/10^6 was written in decimal GB/MB: say so, and the
+    number to write (the course's MB is 2^20 bytes)."""
+    if not reported or not measured:
+        return None
+    for factor, unit, power, mib_per_unit in _DECIMAL_READINGS:
+        fixed = reported / factor
+        if _within(tolerance, fixed, measured):
+            read = " read as 2^30" if unit == "GB" else ""
+            return (
+                f"{reported:g} MB is ×{reported / measured:.3f} the measured size: it looks like "
+                f"decimal {unit} (10^{power} bytes){read}; in the course's MB (2^20 bytes) it "
+                f"is {fixed:.2f}: write {fixed:.2f} or '{reported / mib_per_unit:g} {unit} "
+                f"(10^{power})'"
+            )
+    return None
 
 
 def judge(

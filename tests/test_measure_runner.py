@@ -235,6 +235,20 @@ def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
     assert m.latency_cpu_ms is None
 
 
+def test_default_input_is_fitted_to_the_model_and_noted(repo: Path) -> None:
+    from mcval.measure.measurement import measure_submission
+
+    loaded = write_submission(repo, "default-input", "models/tiny-bert")
+    loaded.submission.benchmark.input = None  # as when the file leaves it out
+    m = measure_submission(loaded, repo, policy(), ["cpu"])
+    assert m.details.errors == []
+    assert m.latency_cpu_ms is not None
+    assert m.details.warnings == [
+        "benchmark.input: the model takes at most 64 tokens, fewer than the default 128 "
+        "tokens; timed with 64 tokens instead (set benchmark.input to choose)"
+    ]
+
+
 # --- test backend ------------------------------------------------------------------------
 
 

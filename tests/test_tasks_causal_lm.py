@@ -119,6 +119,20 @@ def test_context_longer_than_model_is_refused(llama: tuple[Any, Any], corpus_rep
     assert str(err.value) == "evaluation.context_length 512 exceeds the model's maximum 128"
 
 
+def test_default_generation_input_is_fitted_to_the_model(llama: tuple[Any, Any]) -> None:
+    model, tokenizer = llama  # 128 positions: the default 128 + 50 tokens do not fit
+    call = LM.benchmark_call(model, tokenizer, Benchmark(), "cpu")
+    assert call.note == (
+        "benchmark.input: the model takes at most 128 tokens, fewer than the default 128 "
+        "prompt tokens + 50 new tokens; timed with 96 prompt tokens + 32 new tokens instead "
+        "(set benchmark.input to choose)"
+    )
+    assert call().shape == (1, 128)
+    declared = Benchmark.model_validate({"input": {"prompt_tokens": 128, "new_tokens": 50}})
+    with pytest.raises(TaskDataError, match="the model takes at most 128"):
+        LM.benchmark_call(model, tokenizer, declared, "cpu")
+
+
 @pytest.mark.slow
 def test_generation_benchmark_makes_exactly_new_tokens(llama: tuple[Any, Any]) -> None:
     model, tokenizer = llama

@@ -167,6 +167,19 @@ def test_text_benchmark_call_is_one_fixed_forward(bert: tuple[Any, Any]) -> None
         TEXT.benchmark_call(model, tokenizer, wrong, "cpu")
 
 
+def test_default_input_is_fitted_to_a_shorter_model(bert: tuple[Any, Any]) -> None:
+    model, tokenizer = bert
+    call = TEXT.benchmark_call(model, tokenizer, Benchmark(), "cpu")  # input left out
+    assert call.note == (
+        "benchmark.input: the model takes at most 64 tokens, fewer than the default 128 "
+        "tokens; timed with 64 tokens instead (set benchmark.input to choose)"
+    )
+    chosen = Benchmark.model_validate({"input": {"tokens": 64}})
+    explicit = TEXT.benchmark_call(model, tokenizer, chosen, "cpu")
+    assert explicit.note is None
+    assert torch.equal(call(), explicit())  # the same 64-token input
+
+
 # --- token classification -------------------------------------------------------------
 
 NER_ROWS = [

@@ -152,7 +152,11 @@ def test_hardware_matching(reported: str | None, runner: str, same: bool) -> Non
 
 
 def test_sanity_zero_size(tmp_path: Path) -> None:
-    verdict = judge(make(tmp_path, weights=0.0), RUNNER, Policy())
+    # mcval check refuses a 0 MB size (tests/test_student_mistakes.py); the verdict's own
+    # rule still holds for a submission built in code.
+    loaded = make(tmp_path)
+    loaded.submission.reported.weights_mb = 0.0
+    verdict = judge(loaded, RUNNER, Policy())
     codes = [(f.code, f.severity, f.line) for f in verdict.findings]
     assert ("zero-size", "fail", 11) in codes
     assert verdict.status == "fail"

@@ -24,8 +24,11 @@ would and says what it could not read:
   baseline / FP32 / оригинал is the baseline of the others.
 
 What the README does not say (revision, dataset, benchmark input, and anything guessed
-such as the task) is filled with a placeholder that passes ``mcval check`` where one
-exists, and marked ``# TODO(mcval import): …`` right above the section. Every cell that
+such as the task) is marked ``# TODO(mcval import): …`` right above the section; a value
+that cannot be guessed (``TODO-team``, ``TODO/dataset``) is a placeholder that ``mcval
+check`` refuses until a person writes the real one. A row with no number at all is not
+written (there would be nothing to check) and is listed as skipped; a model id without
+an organisation (``bert-base-uncased``) gets a TODO to write the full hub id. Every cell that
 could not be converted is in the report (file, table, row, line, column, cell, reason);
 conversions that needed an assumption are listed separately as notes.
 """
@@ -35,6 +38,7 @@ from mcval.importer.report import (
     ImportedFile,
     ImportIssue,
     ImportReport,
+    SkippedRow,
     SkippedTable,
     print_report,
 )
@@ -45,6 +49,7 @@ __all__ = [
     "ImportIssue",
     "ImportReport",
     "ImportedFile",
+    "SkippedRow",
     "SkippedTable",
     "classify_columns",
     "import_table",

@@ -35,6 +35,16 @@ class SkippedTable(BaseModel):
     reason: str
 
 
+class SkippedRow(BaseModel):
+    """A table row with no number at all: nothing to check, so no file is written."""
+
+    file: str
+    table: int
+    row: int
+    line: int
+    reason: str
+
+
 class ImportedFile(BaseModel):
     """One submission file written (or that would be written)."""
 
@@ -53,6 +63,7 @@ class ImportReport(BaseModel):
     issues: list[ImportIssue] = []
     notes: list[ImportIssue] = []
     skipped_tables: list[SkippedTable] = []
+    skipped_rows: list[SkippedRow] = []
     not_written: list[str] = []
 
 
@@ -70,6 +81,11 @@ def print_report(report: ImportReport, out: Any = None) -> None:
             print(f"  wrote  {file.path} ({len(file.todo)} TODO)", file=out)
     for table in report.skipped_tables:
         print(f"  skipped table {table.table} (line {table.line}): {table.reason}", file=out)
+    for row in report.skipped_rows:
+        print(
+            f"  skipped row {row.row} of table {row.table} (line {row.line}): {row.reason}",
+            file=out,
+        )
     if report.issues:
         print(f"{len(report.issues)} cell(s) could not be converted:", file=out)
         for issue in report.issues:

@@ -33,6 +33,7 @@ from mcval.importer.report import (
     ImportedFile,
     ImportIssue,
     ImportReport,
+    SkippedRow,
     SkippedTable,
 )
 from mcval.metrics import METRICS, TASK_METRICS
@@ -240,6 +241,11 @@ def _finish(row: _Row, importer: _Importer) -> dict[str, Any]:
         model_id = PLACEHOLDER_MODEL
     else:
         model_id = model
+        if "/" not in model:
+            todo.setdefault("model", []).append(
+                f"model.id: {model!r} has no organisation; write the full hub id 'org/name' "
+                "as huggingface.co shows it (e.g. google-bert/bert-base-uncased)"
+            )
     task, how = guess_task(model, [name for name, _number, _pct in row.quality])
     if task is None:
         task = "text-classification"
@@ -321,6 +327,13 @@ def _finish(row: _Row, importer: _Importer) -> dict[str, Any]:
     return {"data": data, "todo": todo, "row": row, "model_key": model or model_id, "id": ""}
 
 
+def _has_number(reported: dict[str, Any]) -> bool:
+    """Whether an imported row reports at least one figure or quality value."""
+    return bool(reported.get("quality")) or any(
+        reported.get(key) is not None for key in FIGURE_KEYS
+    )
+
+
 def render_yaml(data: dict[str, Any], todo: dict[str, list[str]], header: Sequence[str]) -> str:
     """The file: a comment header, then each top-level section dumped by PyYAML with its
     TODO comments right above it (PyYAML keeps no comments, so sections are dumped one by
@@ -357,7 +370,22 @@ def import_table(
         raise InputError("not UTF-8 text", readme) from None
     importer = _Importer(readme, policy, team_map or {}, default_team)
     rows, n_tables, skipped = importer.run(text)
-    finished = [_finish(row, importer) for row in rows]
+    finished = []
+    empty: list[SkippedRow] = []
+    for row in rows:
+        item = _finish(row, importer)
+        if _has_number(item["data"]["reported"]):
+            finished.append(item)
+        else:  # nothing to check: a file would only be a row of placeholders
+            empty.append(
+                SkippedRow(
+                    file=importer.name,
+                    table=row.table,
+                    row=row.row,
+                    line=row.line,
+                    reason="no number in the row",
+                )
+            )
     # Names and baselines: per (team, model) group, the original/baseline row is the
     # baseline of the others.
     used: set[str] = set()
@@ -395,7 +423,9 @@ def import_table(
                     "baseline": base["id"],
                     "notes": method["notes"],
                 }
-    report = ImportReport(source=str(readme), tables=n_tables, skipped_tables=skipped)
+    report = ImportReport(
+        source=str(readme), tables=n_tables, skipped_tables=skipped, skipped_rows=empty
+    )
     for item in finished:
         row: _Row = item["row"]
         team, name = item["id"].split("/")

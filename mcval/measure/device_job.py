@@ -235,6 +235,8 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     t1 = time.perf_counter()
     try:
         call = task.benchmark_call(model, preprocessor, sub.benchmark, device)
+        note = getattr(call, "note", None)  # mcval chose the input (tasks.base.NotedCall)
+        result.warnings += [note] if note else []
     except Exception as exc:
         if _is_input_error(exc):  # e.g. more benchmark tokens than the model takes
             tracker.stop()

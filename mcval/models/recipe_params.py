@@ -39,13 +39,15 @@ class StepParams(BaseModel):
 class CastParams(StepParams):
     """``cast``: convert every floating-point tensor to a half-precision dtype."""
 
-    dtype: Literal["float16", "bfloat16"]
+    dtype: Literal["float16", "bfloat16"] = Field(
+        description="The half-precision dtype every floating-point tensor is cast to."
+    )
 
 
 class QuantizeDynamicParams(StepParams):
     """``quantize_dynamic``: int8 weights (dynamic activations) for every ``nn.Linear``."""
 
-    dtype: Literal["qint8"] = "qint8"
+    dtype: Literal["qint8"] = Field(default="qint8", description="Signed int8 weights.")
     per_channel: bool = Field(
         default=False,
         description="one scale per output row instead of one per tensor (torch.ao path; "
@@ -58,7 +60,11 @@ class PruneParams(StepParams):
     """``prune``: magnitude pruning of Linear weights, made permanent (masks removed)."""
 
     amount: Annotated[float, Field(ge=0, le=1, description="Fraction of weights set to zero.")]
-    method: Literal["unstructured", "structured"] = "unstructured"
+    method: Literal["unstructured", "structured"] = Field(
+        default="unstructured",
+        description="unstructured: the smallest single weights; structured: whole rows or "
+        "columns with the smallest L2 norm.",
+    )
     dim: Literal["rows", "columns"] | None = Field(
         default=None,
         description="structured only: prune whole output rows (default) or input columns "
@@ -82,8 +88,12 @@ class PruneParams(StepParams):
 class ClusterParams(StepParams):
     """``cluster``: k-means weight sharing, each Linear weight keeps ``clusters`` values."""
 
-    clusters: Annotated[int, Field(ge=2, le=65536)]
-    iterations: Annotated[int, Field(ge=1, le=300)] = 20
+    clusters: Annotated[int, Field(ge=2, le=65536)] = Field(
+        description="Distinct values each layer keeps (16 = a 4-bit codebook)."
+    )
+    iterations: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=20, description="k-means iterations per layer."
+    )
     keep_zeros: bool = Field(
         default=True, description="Leave exact zeros (pruned weights) out of the clustering."
     )
@@ -93,16 +103,24 @@ class ClusterParams(StepParams):
 class Bnb8bitParams(StepParams):
     """``bnb_8bit``: bitsandbytes LLM.int8() while loading (CUDA only)."""
 
-    threshold: Annotated[float, Field(ge=0)] = 6.0
+    threshold: Annotated[float, Field(ge=0)] = Field(
+        default=6.0,
+        description="LLM.int8() outlier threshold: activations above it stay in float16.",
+    )
     skip: ModulePatterns = Field(default_factory=list)
 
 
 class Bnb4bitParams(StepParams):
     """``bnb_4bit``: bitsandbytes 4-bit weights while loading (CUDA only)."""
 
-    quant_type: Literal["nf4", "fp4"] = "nf4"
-    compute_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
-    double_quant: bool = False
+    quant_type: Literal["nf4", "fp4"] = Field(default="nf4", description="4-bit data type.")
+    compute_dtype: Literal["float16", "bfloat16", "float32"] = Field(
+        default="float16", description="dtype the matrix multiplications run in."
+    )
+    double_quant: bool = Field(
+        default=False,
+        description="Quantize the quantization constants too (about 0.37 bit per parameter less).",
+    )
     skip: ModulePatterns = Field(default_factory=list)
 
 

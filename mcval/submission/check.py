@@ -6,12 +6,15 @@ resolved against the repository's ``submissions/`` tree, not by loading models.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcval.errors import InputError, InputErrors
 from mcval.policy import Policy
-from mcval.submission.load import SUFFIXES, LoadedSubmission, load_submission
+from mcval.submission.load import SUFFIXES, LoadedSubmission, load_submission, submission_id
+from mcval.submission.schema import SUBMISSION_ID_PATTERN
+from mcval.submission.yamlsafe import YamlDocument, read_yaml
 
 
 @dataclass
@@ -84,11 +87,42 @@ def check_paths(paths: list[Path], repo_root: Path, policy: Policy) -> CheckRepo
             result.loaded = load_submission(path, repo_root, policy)
         except InputErrors as exc:
             result.errors.extend(exc.errors)
+            missing = _missing_baseline_of_broken_file(path, repo_root, policy)
+            result.errors += [missing] if missing else []
         except InputError as exc:
             result.errors.append(exc)
         results.append(result)
     _cross_file_rules(results, repo_root, policy)
+    for result in results:
+        result.errors.sort(key=lambda e: (e.line or 0, e.col or 0))
     return CheckReport(results)
+
+
+def _missing_baseline_error(doc: YamlDocument, baseline_id: str, policy: Policy) -> InputError:
+    return doc.error(
+        f"baseline {baseline_id!r} does not exist; add "
+        f"{policy.submissions_dir}/{baseline_id}.yaml or fix the id",
+        ("method", "baseline"),
+    )
+
+
+def _missing_baseline_of_broken_file(
+    path: Path, repo_root: Path, policy: Policy
+) -> InputError | None:
+    """A file with other errors still names its baseline: a missing one is said in the same
+    round, not after the student fixed everything else."""
+    try:
+        _, relpath = submission_id(path, repo_root, policy)
+        doc = read_yaml(path, max_bytes=policy.limits.max_submission_bytes, display_path=relpath)
+    except InputError:
+        return None
+    method = doc.data.get("method") if isinstance(doc.data, dict) else None
+    baseline = method.get("baseline") if isinstance(method, dict) else None
+    if not isinstance(baseline, str) or not re.match(SUBMISSION_ID_PATTERN, baseline):
+        return None
+    if _baseline_file(baseline, repo_root, policy) is not None:
+        return None
+    return _missing_baseline_error(doc, baseline, policy)
 
 
 def _cross_file_rules(results: list[FileResult], repo_root: Path, policy: Policy) -> None:
@@ -127,13 +161,7 @@ def _cross_file_rules(results: list[FileResult], repo_root: Path, policy: Policy
         doc = loaded.document
         baseline_id = loaded.submission.method.baseline
         if _baseline_file(baseline_id, repo_root, policy) is None:
-            result.errors.append(
-                doc.error(
-                    f"baseline {baseline_id!r} does not exist; add "
-                    f"{policy.submissions_dir}/{baseline_id}.yaml or fix the id",
-                    ("method", "baseline"),
-                )
-            )
+            result.errors.append(_missing_baseline_error(doc, baseline_id, policy))
             continue
         baseline = resolve(baseline_id)
         if baseline is None:

@@ -15,17 +15,22 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mcval.errors import InputError, InputErrors
-from mcval.figures import CANONICAL_UNIT, FIGURES, Dimension
-from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind
+from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind, resolve_metric
 from mcval.policy import Policy
+from mcval.submission.mistakes import (
+    is_placeholder,
+    nothing_reported,
+    raw_mistakes,
+    task_model_problem,
+)
+from mcval.submission.reported import convert_reported
 from mcval.submission.schema import (
-    DEFAULT_BENCHMARK_INPUT,
     NAME_PATTERN,
     Submission,
     input_shape_problem,
     is_commit_sha,
 )
-from mcval.submission.units import Conversion, UnitError, parse_quantity
+from mcval.submission.units import Conversion
 from mcval.submission.yamlsafe import FieldPath, Position, YamlDocument, read_yaml
 
 SUFFIXES = (".yaml", ".yml")
@@ -106,7 +111,9 @@ def load_submission(path: Path, repo_root: Path, policy: Policy | None = None) -
         )
     data: dict[str, Any] = doc.data
     errors: list[InputError] = []
-    conversions = _convert_reported(data, doc, errors)
+    conversions = convert_reported(data, doc, errors)
+    errors += raw_mistakes(data, doc)
+    warning = nothing_reported(data, doc)
     try:
         submission = Submission.model_validate(data)
     except ValidationError as exc:
@@ -119,6 +126,7 @@ def load_submission(path: Path, repo_root: Path, policy: Policy | None = None) -
         submission=submission,
         document=doc,
         conversions=conversions,
+        warnings=[warning] if warning else [],
     )
     errors.extend(_apply_rules(loaded, policy, repo_root))
     if errors:
@@ -134,51 +142,6 @@ def _dedupe(errors: list[InputError]) -> list[InputError]:
             seen.add(str(error))
             unique.append(error)
     return sorted(unique, key=lambda e: (e.line or 0, e.col or 0))
-
-
-def _convert_reported(
-    data: dict[str, Any], doc: YamlDocument, errors: list[InputError]
-) -> list[Conversion]:
-    """Replace numbers written with units by canonical numbers, in place; record each."""
-    reported = data.get("reported")
-    if not isinstance(reported, dict):
-        return []
-    conversions = []
-    fields: list[tuple[FieldPath, dict[str, Any], str, Dimension]] = [
-        (("reported", key), reported, key, figure.dimension) for key, figure in FIGURES.items()
-    ]
-    quality = reported.get("quality")
-    if isinstance(quality, dict):
-        for metric in quality:
-            info = METRICS.get(metric)
-            dim = (
-                Dimension.FRACTION if info and info.kind is MetricKind.FRACTION else Dimension.PLAIN
-            )
-            fields.append((("reported", "quality", metric), quality, metric, dim))
-    for path, container, key, dim in fields:
-        written = container.get(key)
-        if written is None:
-            continue
-        try:
-            value = parse_quantity(written, dim)
-        except UnitError as exc:
-            errors.append(doc.error(f"{'.'.join(map(str, path))}: {exc}", path))
-            if container is reported:
-                container[key] = None
-            else:  # a quality value has no "missing" form: drop it, the error says why
-                del container[key]
-            continue
-        container[key] = value
-        if isinstance(written, str):
-            conversions.append(
-                Conversion(
-                    field=".".join(map(str, path)),
-                    written=written,
-                    value=value,
-                    unit=CANONICAL_UNIT[dim],
-                )
-            )
-    return conversions
 
 
 def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -309,7 +272,12 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
     if not sub.evaluation.metrics:
         sub.evaluation.metrics = list(DEFAULT_METRICS[task])
     for i, metric in enumerate(sub.evaluation.metrics):
-        if metric not in possible:
+        resolved = resolve_metric(metric, task)
+        if resolved is not None and resolved != metric:  # 'F1', 'BLEU': say how it was read
+            sub.evaluation.metrics[i] = resolved
+            where = f"evaluation.metrics[{i}]"
+            loaded.conversions.append(Conversion(field=where, written=None, metric=resolved))
+        elif metric not in possible:
             errors.append(
                 doc.error(
                     f"metric {metric!r} is not computed for {task}; "
@@ -317,9 +285,9 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
                     ("evaluation", "metrics", i),
                 )
             )
-    if sub.benchmark.input is None:
-        sub.benchmark.input = DEFAULT_BENCHMARK_INPUT[task].model_copy()
-    else:
+    # Left out, the input stays None: the runner uses the task's default, shortened to the
+    # model's maximum length when that is shorter (the student did not choose it).
+    if sub.benchmark.input is not None:
         problem = input_shape_problem(task, sub.benchmark.input.given_shape())
         if problem:
             errors.append(doc.error(problem, ("benchmark", "input")))
@@ -350,7 +318,16 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
     is_local = is_local_model(sub.model.id, repo_root)
     if is_local and _leaves_repository(sub.model.id, repo_root):
         errors.append(doc.error(f"model.id {sub.model.id!r} {_LINK_OUTSIDE}", ("model", "id")))
-    if not is_local and (revision is None or not is_commit_sha(revision)):
+    elif is_local:
+        shown = PurePosixPath(sub.model.id.removeprefix("./")).as_posix()
+        problem = task_model_problem(task, repo_root / sub.model.id, shown)
+        if problem:
+            errors.append(doc.error(problem, ("model", "task")))
+    if (
+        not is_local
+        and (revision is None or not is_commit_sha(revision))
+        and not (revision and is_placeholder(revision))
+    ):
         loaded.warnings.append(
             doc.error(
                 "model.revision is not pinned to a 40-character commit sha; the hub repo can "

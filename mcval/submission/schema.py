@@ -3,8 +3,10 @@
 Top-level and section names are fixed by the course contract (submissions/README.md).
 Every model forbids unknown keys (a typo must not pass silently) and is strict about
 types (``"8"`` is not a batch size).
-Defaults that depend on the task are filled in by ``mcval.submission.rules``; they are
-documented in ``submissions/README.md``.
+Defaults that depend on the task are documented in ``submissions/README.md``: the
+metrics are filled in by ``load_submission``; a left-out ``benchmark.input`` stays None
+and the runner takes the task's default, shortened to the model's maximum length
+(``mcval.tasks.base.fitted_input``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from mcval.metrics import Task
+from mcval.submission.units import NOT_MEASURED_SPELLINGS
 
 SCHEMA_VERSION = 1
 TEAM_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -256,7 +259,11 @@ class Benchmark(StrictModel):
     """Latency protocol inputs."""
 
     batch_size: Annotated[int, Field(gt=0, le=256)] = 1
-    input: BenchmarkInput | None = Field(default=None, description="Default: the task's own.")
+    input: BenchmarkInput | None = Field(
+        default=None,
+        description="Default: the task's own, shortened to the model's maximum length when "
+        "the model takes fewer tokens.",
+    )
     threads: Annotated[int, Field(gt=0, le=256)] | None = Field(
         default=None, description="CPU threads (default: the policy's, else physical cores)."
     )
@@ -272,10 +279,16 @@ class Hardware(StrictModel):
 _NUMBER_OR_UNIT_TEXT = {
     "anyOf": [
         {"type": "number", "minimum": 0},
-        {"type": "string", "pattern": r"^\s*\d+(\.\d*)?([eE][+-]?\d+)?\s*[A-Za-zµ%]*\s*$"},
+        {
+            "type": "string",
+            "pattern": r"^\s*\d+(\.\d*)?([eE][+-]?\d+)?\s*[A-Za-zµ%]*"
+            r"(\s*\(\s*10\s*\^\s*\d+\s*\))?\s*$",
+        },
+        {"enum": list(NOT_MEASURED_SPELLINGS)},
         {"type": "null"},
     ],
-    "description": "A number in the canonical unit, or text with a unit such as '1.33 GB'.",
+    "description": "A number in the canonical unit, text with a unit such as '1.33 GB' "
+    "(MiB) or '1.33 GB (10^9)' (decimal), or N/A / '-' for not measured.",
 }
 ReportedNumber = Annotated[
     Annotated[float, Field(ge=0, allow_inf_nan=False)] | None,

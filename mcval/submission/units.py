@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from mcval.figures import Dimension
 
@@ -23,8 +23,28 @@ if TYPE_CHECKING:
     import pint
 
 _QUANTITY = re.compile(
-    r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[A-Za-zµ%]+)?\s*$"
+    r"^\s*(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>[A-Za-zµ%]+)?"
+    r"(?:\s*\(\s*10\s*\^\s*(?P<power>\d+)\s*\))?\s*$"
 )
+DECIMAL_POWER = {"k": 3, "m": 6, "g": 9, "t": 12}
+"""A size written ``"1.33 GB (10^9)"`` is decimal: the prefix's power of ten, stated."""
+NOT_MEASURED_SPELLINGS = ("N/A", "n/a", "NA", "na", "-", "--", "—", "–", "not measured")
+"""How real tables spell "not measured": the same as leaving the field out."""
+NOT_MEASURED = frozenset(s.casefold() for s in NOT_MEASURED_SPELLINGS)
+"""The spellings compared case-insensitively (``N/a`` too)."""
+
+
+def percent_number(written: Any) -> float | None:
+    """The number of a text written as a percentage (``"62%"`` → 62), else None."""
+    match = _QUANTITY.match(written) if isinstance(written, str) else None
+    return float(match["number"]) if match and match["unit"] == "%" else None
+
+
+def is_not_measured(written: Any) -> bool:
+    """Whether a written value is one of the spellings of "not measured"."""
+    return isinstance(written, str) and written.strip().casefold() in NOT_MEASURED
+
+
 _PINT_UNIT = {Dimension.SIZE: "MiB", Dimension.TIME: "ms", Dimension.FRACTION: ""}
 _PINT_DIMENSION: dict[Dimension, str | None] = {
     Dimension.SIZE: "[information]",
@@ -44,16 +64,39 @@ class UnitError(ValueError):
 
 
 class Conversion(BaseModel):
-    """A unit conversion mcval made, shown to the student so nothing changes silently."""
+    """How mcval read a written value (a unit, a metric's other name, "not measured"),
+    shown to the student so nothing changes silently."""
 
     field: str
-    written: str
-    value: float
-    unit: str
+    written: str | None = Field(
+        default=None, description="The text as written; None: a plain number (not shown)."
+    )
+    value: float | None = Field(default=None, description="None: read as not measured.")
+    unit: str = ""
+    metric: str | None = Field(default=None, description="The metric a quality key meant.")
 
     def describe(self) -> str:
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{self.field}: {self.written!r} read as {self.value:.6g}{unit}"
+        parts = [f"read as {self.metric}"] if self.metric else []
+        if self.written is not None and self.value is None:
+            parts.append(f"{self.written!r} read as not measured (as if left out)")
+        elif self.written is not None:
+            unit = f" {self.unit}" if self.unit else ""
+            text = f"{self.written!r} read as {self.value:.6g}{unit}"
+            if _BINARY_SIZE.match(self.written):
+                number = _QUANTITY.match(self.written)["number"]  # type: ignore[index]
+                letter = self.written.strip()[len(number) :].strip()[0].lower()
+                unit = f"{letter.upper() if letter != 'k' else letter}B"
+                text += (
+                    f" (2^{10 * _BINARY_POWER[letter]} bytes a {unit}; a decimal {unit} is "
+                    f"written '{number.strip()} {unit} (10^{DECIMAL_POWER[letter]})')"
+                )
+            parts.append(text)
+        return f"{self.field}: {'; '.join(parts)}"
+
+
+_BINARY_SIZE = re.compile(r"^\s*[\d.eE+-]+\s*[kKmMgGtT][bB]\s*$")
+"""A size in KB/MB/GB/TB without ``(10^n)``: read as binary, and the note says so."""
+_BINARY_POWER = {"k": 1, "m": 2, "g": 3, "t": 4}
 
 
 @lru_cache(maxsize=1)
@@ -90,10 +133,35 @@ def _parse_text(written: str, dimension: Dimension) -> float:
         )
     number = float(match["number"])
     unit = match["unit"]
+    if match["power"] is not None:
+        return _decimal_size(written, match["number"], unit, int(match["power"]), dimension)
     if unit is None:
         return number
     if dimension is Dimension.PLAIN:
         raise UnitError(f"{written!r}: this value has no unit; write the number alone")
+    return _with_pint(written, number, unit, dimension)
+
+
+def _decimal_size(
+    written: str, number: str, unit: str | None, power: int, dimension: Dimension
+) -> float:
+    """``"1.33 GB (10^9)"``: decimal bytes, stated by the writer, converted to MiB."""
+    prefix = (unit or "").lower()
+    if dimension is not Dimension.SIZE or len(prefix) != 2 or prefix[1] != "b":
+        raise UnitError(f"{written!r}: '(10^n)' follows a size unit only, as in '1.33 GB (10^9)'")
+    expected = DECIMAL_POWER.get(prefix[0])
+    if expected is None:
+        raise UnitError(f"{written!r}: unknown unit {unit!r}; expected {_KIND_WORDS[dimension]}")
+    if power != expected:
+        raise UnitError(
+            f"{written!r}: a decimal {unit} is 10^{expected} bytes; "
+            f"write '{number} {unit} (10^{expected})'"
+        )
+    return float(number) * 10**power / 2**20
+
+
+def _with_pint(written: str, number: float, unit: str, dimension: Dimension) -> float:
+    """A ``<number><unit>`` text converted by pint to the dimension's canonical unit."""
     import pint
 
     registry = unit_registry()

@@ -223,6 +223,11 @@ def read_yaml(
         problem = exc.problem or exc.context or "invalid YAML"
         if "expected a single document" in str(exc.context or ""):
             problem = "only one YAML document per file (remove the '---' separator)"
+        elif problem == "sequence entries are not allowed here":
+            problem += (
+                ' (a dash alone starts a list; for "not measured" write N/A or "-", or leave '
+                "the field out)"
+            )
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         raise InputError(f"invalid YAML: {problem}", shown, line, col) from None
     except yaml.reader.ReaderError as exc:

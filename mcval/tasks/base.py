@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mcval.errors import InputError
-from mcval.metrics import DEFAULT_METRICS, TASK_METRICS
-from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, input_shape_problem
+from mcval.metrics import DEFAULT_METRICS, TASK_METRICS, TASK_ROLES
+from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, BenchmarkInput, input_shape_problem
 
 if TYPE_CHECKING:
     from mcval.submission.schema import Benchmark, Evaluation
@@ -91,17 +92,17 @@ _HANDLERS: dict[str, str] = {
     "image-classification": "mcval.tasks.image_classification:ImageClassification",
 }
 
-TASK_ROLES: dict[str, dict[str, str | None]] = {
-    "text-classification": {"text": "text", "text_pair": None, "label": "label"},
-    "token-classification": {"tokens": "tokens", "tags": "ner_tags"},
-    "causal-lm": {"text": "text"},
-    "translation": {"source": "source", "target": "target"},
-    "automatic-speech-recognition": {"audio": "audio", "text": "text"},
-    "image-classification": {"image": "image", "label": "label"},
+
+TASK_MODEL_CLASSES: dict[str, str] = {
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "causal-lm": "AutoModelForCausalLM",
+    "translation": "AutoModelForSeq2SeqLM",
+    "automatic-speech-recognition": "AutoModelForSpeechSeq2Seq",
+    "image-classification": "AutoModelForImageClassification",
 }
-"""Column roles of each task and their default column names (``None``: optional role, used
-only when mapped in ``evaluation.columns``). A column name may be a dotted path into a
-dict-valued column, e.g. ``{source: translation.en, target: translation.de}`` for WMT."""
+"""The transformers ``Auto*`` class each task loads its model with (the handlers'
+``auto_class``, readable without importing them; a test holds the two equal)."""
 
 
 def get_task(name: str) -> TaskHandler:
@@ -148,9 +149,56 @@ def resolve_columns(task: str, columns: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
+@dataclass(frozen=True)
+class NotedCall:
+    """A benchmark call, with a note when mcval chose its input for the student (the runner
+    adds the note to the measurement's warnings)."""
+
+    call: Callable[[], Any]
+    note: str | None = None
+
+    def __call__(self) -> Any:
+        return self.call()
+
+
+def fitted_input(
+    task: str, benchmark: Benchmark, limit: int | None, *, counts_new_tokens: bool
+) -> tuple[dict[str, int | float], str | None]:
+    """The benchmark input and a note: when the student left ``benchmark.input`` out and
+    the task's default is longer than the model takes (``limit`` tokens), the default
+    shortened to the model's maximum, with a note saying so. A declared input is never
+    changed (a too-long one is the student's error). ``counts_new_tokens``: generated tokens
+    count towards the limit (a decoder-only LM's positions)."""
+    shape = benchmark_input(task, benchmark)
+    if benchmark.input is not None or limit is None or limit < 2:
+        return shape, None
+    fitted: dict[str, int]
+    if "tokens" in shape:
+        if int(shape["tokens"]) <= limit:
+            return shape, None
+        fitted = {"tokens": limit}
+    else:
+        prompt, new = int(shape["prompt_tokens"]), int(shape["new_tokens"])
+        if (prompt + new if counts_new_tokens else prompt) <= limit:
+            return shape, None
+        if counts_new_tokens:
+            new = min(new, max(1, limit // 4))
+            prompt = limit - new
+        else:
+            prompt = limit
+        fitted = {"prompt_tokens": prompt, "new_tokens": new}
+    default = DEFAULT_BENCHMARK_INPUT[task].shape()
+    chosen = BenchmarkInput.model_validate(fitted).shape()
+    note = (
+        f"benchmark.input: the model takes at most {limit} tokens, fewer than the default "
+        f"{default}; timed with {chosen} instead (set benchmark.input to choose)"
+    )
+    return dict(fitted), note
+
+
 def benchmark_input(task: str, benchmark: Benchmark) -> dict[str, int | float]:
     """The benchmark input as a dict of its given fields (the task's default when not
-    declared, as ``load_submission`` fills it in).
+    declared; ``fitted_input`` shortens that default to the model).
 
     Raises ``InputError`` when the declared shape does not fit the task: the same table
     (``TASK_INPUT_SHAPES``) and the same words as ``mcval check``.

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mcval.tasks import scoring
-from mcval.tasks.base import TaskDataError, benchmark_input
+from mcval.tasks.base import NotedCall, TaskDataError, fitted_input
 from mcval.tasks.common import (
     EvalJob,
     HandlerBase,
@@ -91,17 +91,17 @@ class CausalLM(HandlerBase):
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
     ) -> Callable[[], Any]:
-        shape = benchmark_input(TASK, benchmark)
         limit = model_max_length(model.config)
+        shape, note = fitted_input(TASK, benchmark, limit, counts_new_tokens=True)
         if "tokens" in shape:
             tokens = int(shape["tokens"])
             check_length(tokens, limit, "benchmark.input.tokens")
-            return forward_call(
-                model, seeded_inputs(preprocessor, model, benchmark.batch_size, tokens, device)
-            )
+            inputs = seeded_inputs(preprocessor, model, benchmark.batch_size, tokens, device)
+            return NotedCall(forward_call(model, inputs), note)
         prompt, new = int(shape["prompt_tokens"]), int(shape["new_tokens"])
         check_length(prompt + new, limit, "benchmark prompt_tokens + new_tokens")
-        return exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
+        call = exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
+        return NotedCall(call, note)
 
     def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
         """Perplexity of the slice's texts joined into one document (module docstring)."""

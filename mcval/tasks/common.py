@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
-from mcval.tasks.base import TaskDataError, benchmark_input, resolve_columns, resolve_metrics
+from mcval.tasks.base import (
+    NotedCall,
+    TaskDataError,
+    fitted_input,
+    resolve_columns,
+    resolve_metrics,
+)
 from mcval.tasks.data import EvalSlice, load_slice, media_columns
 
 if TYPE_CHECKING:
@@ -269,10 +275,12 @@ class EncoderHandler(HandlerBase):
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
     ) -> Callable[[], Any]:
-        tokens = int(benchmark_input(self.name, benchmark)["tokens"])
-        check_length(tokens, max_input_tokens(preprocessor, model.config), "benchmark.input.tokens")
+        limit = max_input_tokens(preprocessor, model.config)
+        shape, note = fitted_input(self.name, benchmark, limit, counts_new_tokens=False)
+        tokens = int(shape["tokens"])
+        check_length(tokens, limit, "benchmark.input.tokens")
         inputs = seeded_inputs(preprocessor, model, benchmark.batch_size, tokens, device)
-        return forward_call(model, inputs)
+        return NotedCall(forward_call(model, inputs), note)
 
 
 def encode_batch(tokenizer: Any, limit: int | None, *texts: Any, **options: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mcval.tasks import scoring
-from mcval.tasks.base import benchmark_input
+from mcval.tasks.base import NotedCall, fitted_input
 from mcval.tasks.common import (
     EvalJob,
     HandlerBase,
@@ -53,11 +53,13 @@ class Translation(HandlerBase):
     def benchmark_call(
         self, model: Any, preprocessor: Any, benchmark: Benchmark, device: str
     ) -> Callable[[], Any]:
-        shape = benchmark_input(TASK, benchmark)
+        limit = max_input_tokens(preprocessor, model.config)
+        shape, note = fitted_input(TASK, benchmark, limit, counts_new_tokens=False)
         prompt = int(shape.get("prompt_tokens", shape.get("tokens", 0)))
         new = int(shape.get("new_tokens", shape.get("tokens", 0)))
-        check_length(prompt, max_input_tokens(preprocessor, model.config), "the benchmark source")
-        return exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
+        check_length(prompt, limit, "the benchmark source")
+        call = exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
+        return NotedCall(call, note)
 
     def translate(
         self,
