@@ -143,6 +143,7 @@ def pending_rows(
                 team=sub.team,
                 model_id=sub.model.id,
                 method_name=sub.method.name,
+                baseline=sub.method.baseline,
                 reported={key: getattr(sub.reported, key) for key in FIGURE_KEYS},
                 quality=dict(sub.reported.quality),
                 status="not_measured" if record is None else record.verdict,

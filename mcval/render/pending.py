@@ -68,6 +68,7 @@ class PendingRow(BaseModel):
     team: str
     model_id: str
     method_name: str
+    baseline: str | None = None
     reported: dict[str, float | None] = Field(
         default_factory=dict, description="figure key → the reported value in canonical units"
     )
@@ -93,7 +94,8 @@ def _cells(row: PendingRow, policy: Policy, escaped: dict[str, str]) -> list[str
 
 def render_pending(rows: Sequence[PendingRow], policy: Policy) -> list[str]:
     """The label paragraph, a blank line and the table (no line endings); nothing when
-    every row is verified. Rows in (model, team, method, id) order."""
+    every row is verified. Rows grouped by model and team, baselines first, then by method
+    name and id."""
     if not rows:
         return []
     from mcval.render.table import ALIGN, HEADERS
@@ -109,9 +111,13 @@ def render_pending(rows: Sequence[PendingRow], policy: Policy) -> list[str]:
         "| " + " | ".join(aligns) + " |",
     ]
     escaped: dict[str, str] = {}
-    ordered = sorted(
-        rows,
-        key=lambda r: (r.model_id.casefold(), r.team.casefold(), r.method_name.casefold(), r.id),
-    )
+    ids = {row.id for row in rows}
+
+    def key(row: PendingRow) -> tuple[str, str, bool, str, str]:
+        # Grouped by model and team, a baseline (none, or not among these rows) first.
+        compressed = row.baseline is not None and row.baseline in ids
+        return (row.model_id.casefold(), row.team.casefold(), compressed, row.method_name, row.id)
+
+    ordered = sorted(rows, key=key)
     lines += ["| " + " | ".join(_cells(row, policy, escaped)) + " |" for row in ordered]
     return lines
