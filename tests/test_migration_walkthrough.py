@@ -159,3 +159,23 @@ def test_migration_walkthrough_on_a_real_readme(
     assert main(["table", "--repo", str(repo)]) == 0
     assert "unchanged (1 rows, 4 reported but not verified)" in capsys.readouterr().out
     assert (repo / "README.md").read_bytes().decode("utf-8") == text
+
+
+def test_the_documented_walkthrough_is_this_one() -> None:
+    """docs/maintainers.md shows this test's fixture, commands and outputs."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "maintainers.md").read_text(
+        encoding="utf-8"
+    )
+    section = docs.split("## 6. Migrating last year's hand-written table", 1)[1]
+    for text in (
+        "tests/fixtures/course-2025/README-da335a2.md",
+        "tests/test_migration_walkthrough.py",
+        f"mcval import-table README.md --default-team {TEAM}",
+        "README.md: 1 table(s), 5 submission file(s)",
+        *(f"submissions/{TEAM}/{name}" for name in IMPORTED),
+        "5 of 5 submission file(s) valid",
+        "README.md: table regenerated (0 rows, 5 reported but not verified)",
+        "**Заявлено командами, ещё не проверено**",
+        'heading = "Итоговая таблица"',
+    ):
+        assert text in section, text
