@@ -36,7 +36,14 @@ from mcval.lock import checkout_lock
 from mcval.policy import Policy, load_policy
 from mcval.render.pending import PendingRow
 from mcval.render.plot import render_plot
-from mcval.render.readme import TableNotFound, current_block, replace_table, table_row_count
+from mcval.render.readme import (
+    GENERATED_MARKER,
+    TableNotFound,
+    current_block,
+    locate_table,
+    parse_markdown,
+    replace_table,
+)
 from mcval.render.table import render_block
 from mcval.results import ResultRecord, load_all
 from mcval.submission.check import collect_files, find_repo_root
@@ -191,7 +198,7 @@ def compute_update(
     old_text = _read_text(readme_path)
     try:
         new_text = replace_table(old_text, policy.table.heading, block)
-        old_rows, old_is_ours = table_row_count(old_text, policy.table.heading)
+        old_rows, old_is_ours = replaced_rows(old_text, policy.table.heading)
     except TableNotFound as exc:
         raise TableNotFound(exc.message, readme_path) from None
     return TableUpdate(
@@ -209,6 +216,20 @@ def compute_update(
         old_is_ours=old_is_ours,
         warnings=warnings,
     )
+
+
+def replaced_rows(text: str, heading: str) -> tuple[int, bool]:
+    """How many body rows the tables that :func:`replace_table` would replace have, and
+    whether that block is mcval's own (it carries :data:`GENERATED_MARKER`)."""
+    parsed = parse_markdown(text)
+    where = locate_table(parsed, heading)
+    rows = sum(
+        sum(1 for line in block.token["row_lines"] if line.strip())
+        for block in parsed.blocks
+        if block.type == "table" and where.start <= block.start < where.end
+    )
+    ours = any(GENERATED_MARKER in line for line in parsed.lines[where.start : where.end])
+    return rows, ours
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

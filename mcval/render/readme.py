@@ -441,20 +441,6 @@ def _our_end(parsed: ParsedMarkdown, table: int, section_end: int) -> int:
     return end
 
 
-def table_row_count(text: str, heading: str) -> tuple[int, bool]:
-    """How many body rows the tables that :func:`replace_table` would replace have, and
-    whether that block is mcval's own (it carries :data:`GENERATED_MARKER`)."""
-    parsed = parse_markdown(text)
-    where = locate_table(parsed, heading)
-    rows = sum(
-        sum(1 for line in block.token["row_lines"] if line.strip())
-        for block in parsed.blocks
-        if block.type == "table" and where.start <= block.start < where.end
-    )
-    ours = any(GENERATED_MARKER in line for line in parsed.lines[where.start : where.end])
-    return rows, ours
-
-
 def _eol_of(lines: Sequence[str], near: int) -> str:
     """The line ending to write: the one of the nearest line that has one, else ``\\n``."""
     order = list(range(near, len(lines))) + list(range(near - 1, -1, -1))
