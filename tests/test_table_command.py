@@ -246,6 +246,14 @@ def test_unverified_submissions_stay_visible_as_reported_not_verified(
     assert "unchanged (3 rows, 2 reported but not verified)" in capsys.readouterr().out
     text = (root / "README.md").read_text(encoding="utf-8")
     assert text.count("Заявлено командами") == 1
+    # Once both are verified, the second table and its label are gone, nothing left behind.
+    for sub_id in ("zeta/bert-fp32", "alpha/bert-int8"):
+        save_record(root / "results", make_record(sub_id, "org/tiny-bert", "x", weights_mb=1.0))
+    assert table_command.table(**args(root, force=False)) == 0
+    assert "table regenerated (5 rows)" in capsys.readouterr().out
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert "Заявлено командами" not in text and text.count(GENERATED_MARKER) == 1
+    assert current_block(text, DEFAULT_HEADING)[-1].endswith(GENERATED_MARKER)
 
 
 def test_a_hand_table_is_not_replaced_by_fewer_rows_unless_forced(
