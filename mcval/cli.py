@@ -99,6 +99,7 @@ def _table(args: argparse.Namespace) -> int:
         results=_path(args.results),
         check=args.check,
         repo=_path(args.repo),
+        force=args.force,
     )
 
 
@@ -180,6 +181,11 @@ def _add_commands(sub: Any) -> None:
         "--check",
         action="store_true",
         help="write nothing; exit 1 if README.md or the plot would change",
+    )
+    table.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a hand-written table even when the new one has fewer rows",
     )
     _repo_option(table)
     table.set_defaults(handler=_table)

@@ -213,12 +213,20 @@ def _unit(unit: str, language: Language) -> str:
 
 
 def format_delta(delta: Delta | None, language: Language = "en") -> str:
-    """``+3.3 %``, ``-0.33 pp``, ``+0.40 MB``; empty when there is no difference to show."""
+    """``+3.3 %``, ``-0.33 pp``, ``+0.40 MB``, ``0.0 %``; empty when there is no difference
+    to show."""
     if delta is None:
         return ""
     if delta.kind == "relative":
-        return f"{delta.value * 100:+.1f} %"
-    return f"{delta.value:+.2f}{_unit(delta.unit, language)}"
+        return f"{_signed(delta.value * 100, 1)} %"
+    return f"{_signed(delta.value, 2)}{_unit(delta.unit, language)}"
+
+
+def _signed(value: float, decimals: int) -> str:
+    """``+3.3``, ``-0.33``; a value that rounds to zero has no sign (``0.0``, never
+    ``-0.0``: a reader takes a sign for a direction)."""
+    text = f"{value:+.{decimals}f}"
+    return text[1:] if float(text) == 0 else text
 
 
 def format_allowance(allowance: Allowance | None, language: Language = "en") -> str:

@@ -1119,25 +1119,29 @@ def test_free_text_is_escaped_in_comment_and_readme(
     assert "Traceback" not in out + err
 
     markdown = comment.read_text(encoding="utf-8")
-    title = next(line for line in markdown.splitlines() if line.startswith("### "))
-    method = (
-        "INT8 \\| &lt;script&gt;x&lt;/script&gt; @&#8203;everyone \\[a\\](https://e.vil) $\\\\frac{"
-    )
+    # A pass is collapsed: its title is raw HTML (<summary>), so HTML escaping, no Markdown.
+    title = next(line for line in markdown.splitlines() if line.startswith("<details>"))
+    method = "INT8 | &lt;script&gt;x&lt;/script&gt; @&#8203;everyone [a](https://e.vil) $\\frac{"
     model = "org/&lt;img src=x onerror=alert(1)&gt;&lt;!-- mcval:report --&gt;"
-    assert title == f"### ✅ pass · alpha/s — {method} · {model}"
+    assert title == f"<details><summary>✅ pass · alpha/s — {method} · {model}</summary>"
     body = comment_body(markdown)
     for document in (markdown, body):
         assert document.count(MARKER) == 1 and document.startswith(MARKER)
-        for raw in ("<script>", "<img", "@everyone", "| injected |", "@org/team", "</details>"):
+        for raw in ("<script>", "<img", "@everyone", "| injected |", "@org/team"):
             assert raw not in document
+        # The only </details> is the one closing our own block, never a submission's.
+        assert document.count("</details>") == document.count("<details><summary>") == 1
 
     readme = (world.root / "README.md").read_text(encoding="utf-8")
     assert readme.count(MARKER) == 0 and "<script>" not in readme and "<img" not in readme
     assert "injected" not in readme and "@everyone" not in readme
     block = current_block(readme, Policy().table.heading)
+    cell = (
+        "INT8 \\| &lt;script&gt;x&lt;/script&gt; @&#8203;everyone \\[a\\](https://e.vil) $\\\\frac{"
+    )
     rows = [line for line in block if line.startswith("| ") and "alpha" in line]
     assert rows == [
-        f"| {model} | alpha | {method} | 16.73 | 3.00 | — | 120.00 | — "
+        f"| {model} | alpha | {cell} | 16.73 | 3.00 | — | 120.00 | — "
         "| 50.00% Accuracy 33.33% Macro-F1 |"
     ]
     assert (world.root / "results.svg").read_bytes().startswith(b"<?xml")

@@ -186,7 +186,8 @@ def test_validation_runs_in_workflow_order(
         f"{MARKER}\n## mcval: results check\n\n1 submission(s): 1 pass.\n\n"
         "| Submission | Verdict |\n| :--- | :--- |\n"
         "| ml_masters/whisper-small-int8 | ✅ pass |\n\n"
-        "### ✅ pass · ml_masters/whisper-small-int8 — INT8 dynamic · openai/whisper-small\n"
+        "<details><summary>✅ pass · ml_masters/whisper-small-int8 — INT8 dynamic · "
+        "openai/whisper-small</summary>\n"
     )
     assert f"Runner: {RUNNER} · measured 2025-11-28 08:30 UTC" in bot[0].body
     assert bot[0].body.endswith(f"<sub>mcval run for commit {new_sha[:7]}.</sub>\n")

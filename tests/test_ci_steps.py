@@ -277,7 +277,10 @@ def test_report_renders_records_and_distrusts_everything_else(repo: Path, tmp_pa
         f"{MARKER}\n## mcval: results check\n\n"
         "7 submission(s): 1 pass, 1 fail, 1 invalid, 4 could not be measured.\n"
     )
-    assert "### ✅ pass · ml_masters/whisper-small-fp32 — Whisper · openai/whisper-small" in text
+    assert (
+        "<details><summary>✅ pass · ml_masters/whisper-small-fp32 — Whisper · "
+        "openai/whisper-small</summary>" in text
+    )
     assert "### ❌ fail · ml_masters/whisper-small-int8 — INT8 dynamic" in text
     assert f"Runner: {RUNNER}" in text
     assert text.count(MARKER) == 1
@@ -321,7 +324,7 @@ def test_report_unstable_cell_could_not_be_measured(repo: Path, tmp_path: Path) 
     text = out.read_text()
     assert "### 🔁 re-run · ml_masters/whisper-small-fp32 — Whisper · openai/whisper-small" in text
     assert (
-        "| GPU latency (ms) | 156.32 | 120.00 | +30.3 % | ±15 % | ⚠️ unstable — could not "
+        "| GPU latency (ms) | 156.32 | 120.00 | +30.3 % |  | ⚠️ unstable — could not "
         "measure stably: the GPU clock changed between windows; re-run |"
     ) in text
     assert "exit code 1 and verdict 'unmeasured' disagree" in text

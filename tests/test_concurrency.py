@@ -47,6 +47,10 @@ def add_row(root: Path, sub_id: str) -> ResultRecord:
     return record
 
 
+README = f"# Course\n\nText before the table.\n\n## {DEFAULT_HEADING}\n"
+"""A README with the table's heading (without it, `mcval table` refuses the file)."""
+
+
 def table_rows(readme: str) -> list[str]:
     """Ids (model column) of the rows of the one mcval table in ``readme``."""
     assert readme.count(GENERATED_MARKER) == 1
@@ -59,7 +63,7 @@ def table_rows(readme: str) -> list[str]:
 def checkout(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / ".git").mkdir(parents=True)
-    (root / "README.md").write_text("# Course\n\nText before the table.\n", encoding="utf-8")
+    (root / "README.md").write_text(README, encoding="utf-8")
     add_row(root, "alpha/first")
     return root
 
@@ -179,7 +183,6 @@ def test_two_table_processes_at_once(checkout: Path) -> None:
 # -- publishers racing on the default branch -----------------------------------------------------
 
 BASE = "course/table"
-README = "# Course\n\nText before the table.\n"
 
 
 @pytest.fixture

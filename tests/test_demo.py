@@ -24,7 +24,12 @@ ORIGIN = (
 def _table_rows(readme: Path) -> list[list[str]]:
     block = current_block(readme.read_text(encoding="utf-8"), DEFAULT_HEADING)
     width = len([cell for cell in table_cells(block[0], 64) if cell])
-    return [table_cells(line, width) for line in block[2:] if line.startswith("|")]
+    rows = []
+    for line in block[2:]:  # the verified table ends at its first non-row line (the
+        if not line.startswith("|"):  # rows reported but not verified follow apart)
+            break
+        rows.append(table_cells(line, width))
+    return rows
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ saying "no GPU", and each check fails where results would be wrong."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
     lines = out.splitlines()
     names = [line[6:].split("  ")[0].strip() for line in lines[:-1]]
     assert names == [
-        "python", "torch", "gpu", "runtimes", "model cache", "dataset cache", "cache per job",
+        "python", "torch", "gpu", "runtimes", "model cache", "dataset cache", "caches per job",
         "child environment", "child directory", "peak memory", "time limit", "cpu governor",
         "clock", "cpu load",
     ]  # fmt: skip
@@ -79,14 +80,18 @@ def test_too_little_disk_for_one_model_fails() -> None:
     assert re.fullmatch(r".*: [\d.]+ GiB free \(max_download_gb = 1e\+09\)", checks[0].detail)
 
 
-def test_model_cache_must_be_per_job_in_actions(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    from huggingface_hub import constants
+def test_caches_must_be_per_job_in_actions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mcval.commands.doctor import check_caches_per_job
 
-    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "job"))
-    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "job" / "hf"))
-    assert runner_checks.check_cache_per_job().status == "ok"
-    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "shared" / "hf"))
-    shared = runner_checks.check_cache_per_job()
-    assert shared.status == "warn" and "outlives the job" in shared.detail
+    job = tmp_path / "job"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("RUNNER_TEMP", str(job))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "shared" / "hf"))
+    monkeypatch.setenv("PIP_CACHE_DIR", str(job / "pip"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PYTHONNOUSERSITE", "1")
+    shared = check_caches_per_job()
+    assert shared.status == "warn"
+    assert shared.detail.startswith(f"HF_HOME={tmp_path / 'shared' / 'hf'} is outside this job's")
+    monkeypatch.setenv("HF_HOME", str(job / "hf"))
+    assert check_caches_per_job().status == "ok"

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from fixtures.records import make_record, whisper_family
 
+from mcval.cli import main
 from mcval.commands import table as table_command
+from mcval.errors import ExitCode
 from mcval.policy import DEFAULT_HEADING, Policy
-from mcval.render.readme import current_block, split_lines
+from mcval.render.readme import GENERATED_MARKER, current_block, split_lines
 from mcval.render.table import render_rows
 from mcval.results import ResultRecord, save_record
 
@@ -42,8 +44,15 @@ def make_repo(root: Path) -> list[ResultRecord]:
 
 
 def args(root: Path, **extra: object) -> dict[str, Any]:
-    """``table_command.table``'s options, as ``mcval table --repo ROOT`` plus ``extra``."""
-    values: dict[str, Any] = {"readme": None, "results": None, "check": False, "repo": root}
+    """``table_command.table``'s options, as ``mcval table --repo ROOT --force`` plus
+    ``extra`` (these tests replace the fixture's hand table by other rows on purpose)."""
+    values: dict[str, Any] = {
+        "readme": None,
+        "results": None,
+        "check": False,
+        "repo": root,
+        "force": True,
+    }
     values.update(extra)
     return values
 
@@ -121,12 +130,11 @@ def test_readme_elsewhere_links_the_plot_relatively(repo: tuple[Path, list[Resul
     root, _shown = repo
     (root / "docs").mkdir()
     readme = root / "docs" / "TABLE.md"
-    readme.write_bytes(b"# Results\r\n\r\nNo table yet.")
+    head = f"# Results\r\n\r\n## {DEFAULT_HEADING}\r\n\r\nNo table yet."
+    readme.write_bytes(head.encode())
     table_command.table(**args(root, readme=readme, results=root / "results"))
     text = readme.read_bytes().decode()
-    assert text.startswith(
-        "# Results\r\n\r\nNo table yet.\r\n\r\n### " + DEFAULT_HEADING + "\r\n\r\n"
-    )
+    assert text.startswith(head + "\r\n\r\n| Модель |")
     assert "[results.svg](../results.svg)" in text
     assert table_command.plot_link(readme, root / "results.svg") == "../results.svg"
 
@@ -147,6 +155,140 @@ def test_regenerate_writes_unless_asked_not_to(repo: tuple[Path, list[ResultReco
     assert (dry.readme_changed, dry.plot_changed, dry.rows) == (True, True, 3)
     assert (root / "README.md").read_bytes() == FIXTURE.read_bytes()
     assert not (root / "results.svg").exists()
-    done = table_command.regenerate(root, Policy())
+    done = table_command.regenerate(root, Policy(), force=True)
     assert (root / "README.md").read_text(encoding="utf-8") == done.new_readme
     assert table_command.write_update(table_command.compute_update(root, Policy())) == []
+
+
+def test_a_readme_without_the_heading_is_refused_and_left_as_it_was(
+    repo: tuple[Path, list[ResultRecord]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 item 8: a README whose table sits under a bold label, not the heading,
+    gets no second table appended: exit 2, the headings it has, how to point at one."""
+    root, _shown = repo
+    bold = FIXTURE.parent / "README-99d2e56.md"
+    shutil.copy(bold, root / "README.md")
+    assert main(["table", "--repo", str(root)]) == ExitCode.INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {root / 'README.md'}: no heading '{DEFAULT_HEADING}' above a table "
+        "(headings and bold labels found: '# model-compression-2025'; '**Итоговая таблица:**';"
+    )
+    assert err.count("\n") == 1
+    assert (root / "README.md").read_bytes() == bold.read_bytes()
+    assert not (root / "results.svg").exists()
+    # Pointed at the bold label, the table under it is the one replaced.
+    (root / "mcval.toml").write_text('[table]\nheading = "Итоговая таблица"\n', encoding="utf-8")
+    assert main(["table", "--repo", str(root), "--force"]) == ExitCode.OK
+    new = (root / "README.md").read_text(encoding="utf-8")
+    assert new.count("| Модель |") == 1  # the hand table replaced, not a second one added
+    assert new.startswith(bold.read_text(encoding="utf-8").split("| Модель", 1)[0])
+
+
+VALID = """\
+schema: 1
+team: {team}
+model: {{id: org/tiny-bert, revision: 0123456789abcdef0123456789abcdef01234567,
+        task: text-classification}}
+method: {{name: "{method}"}}
+evaluation:
+  dataset: {{path: glue, name: sst2, split: validation, samples: 64}}
+reported:
+  weights_mb: {weights}
+  latency_cpu_ms: 3.1
+  quality: {{accuracy: 0.5}}
+  hardware: {{cpu: Intel i7-12700H}}
+"""
+
+
+def write_valid(root: Path, sub_id: str, method: str, weights: float) -> Path:
+    team, name = sub_id.split("/")
+    path = root / "submissions" / team / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(VALID.format(team=team, method=method, weights=weights), encoding="utf-8")
+    return path
+
+
+def test_unverified_submissions_stay_visible_as_reported_not_verified(
+    repo: tuple[Path, list[ResultRecord]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 item 7: a submission without a passing result keeps its row, in a table of
+    its own that says the numbers are the team's and not verified; verified rows stay apart."""
+    root, shown = repo
+    write_valid(root, "zeta/bert-fp32", "FP32 | <b>", 16.73)
+    write_valid(root, "alpha/bert-int8", "INT8", 4.5)
+    assert table_command.table(**args(root, force=False)) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(
+        f"{root / 'README.md'}: table regenerated (3 rows, 2 reported but not verified)\n"
+    )
+    # The failing result's file is not a valid submission: named, not shown.
+    assert captured.err.startswith("warning: submissions/ml_masters/whisper-small-int4.yaml:1:1: ")
+    assert "not shown in the table" in captured.err
+    block = current_block((root / "README.md").read_text(encoding="utf-8"), DEFAULT_HEADING)
+    assert block[: len(shown) + 2] == render_rows(shown, Policy())
+    pending = block[block.index("") + 3 :]
+    assert pending[0].startswith("**Заявлено командами, ещё не проверено** (2 стр.)")
+    assert pending[0].endswith(GENERATED_MARKER)
+    assert pending[2] == (
+        "| Модель | Команда | Метод | Размер весов | Время инференса (CPU, ms) "
+        "| Время инференса (GPU, ms) | Использование RAM (MB) | Использование VRAM (MB) "
+        "| Качество (PPL, BLEU, Accuracy) | Статус |"
+    )
+    assert pending[4:] == [
+        "| org/tiny-bert | alpha | INT8 | 4.50 | 3.10 | — | — | — | 50.00% Accuracy "
+        "| ещё не измерено |",
+        "| org/tiny-bert | zeta | FP32 \\| &lt;b&gt; | 16.73 | 3.10 | — | — | — "
+        "| 50.00% Accuracy | ещё не измерено |",
+    ]
+    # Stable: a second run changes nothing; the pending rows are replaced, not repeated.
+    assert table_command.table(**args(root, force=False)) == 0
+    assert "unchanged (3 rows, 2 reported but not verified)" in capsys.readouterr().out
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert text.count("Заявлено командами") == 1
+    # Once both are verified, the second table and its label are gone, nothing left behind.
+    for sub_id in ("zeta/bert-fp32", "alpha/bert-int8"):
+        save_record(root / "results", make_record(sub_id, "org/tiny-bert", "x", weights_mb=1.0))
+    assert table_command.table(**args(root, force=False)) == 0
+    assert "table regenerated (5 rows)" in capsys.readouterr().out
+    text = (root / "README.md").read_text(encoding="utf-8")
+    assert "Заявлено командами" not in text and text.count(GENERATED_MARKER) == 1
+    assert current_block(text, DEFAULT_HEADING)[-1].endswith(GENERATED_MARKER)
+
+
+def test_a_hand_table_is_not_replaced_by_fewer_rows_unless_forced(
+    repo: tuple[Path, list[ResultRecord]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16 item 7: the hand table has 4 rows, the regenerated one 3: exit 2, nothing
+    written, both counts and the way out said; --force replaces it."""
+    root, _shown = repo
+    assert main(["table", "--repo", str(root)]) == ExitCode.INPUT
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"error: {root / 'README.md'}: the hand-written table under the [table] heading has "
+        "4 rows and the regenerated one would have 3 (3 verified, 0 reported but not "
+        "verified): 1 would be lost;"
+    )
+    assert err.rstrip().endswith("or rerun with --force to replace the table anyway")
+    assert (root / "README.md").read_bytes() == FIXTURE.read_bytes()
+    assert not (root / "results.svg").exists()
+    assert main(["table", "--repo", str(root), "--force"]) == ExitCode.OK
+    assert "the table goes from 4 to 3 rows (1 fewer)" in capsys.readouterr().err
+    assert (root / "README.md").read_bytes() != FIXTURE.read_bytes()
+
+
+def test_our_own_table_losing_a_row_goes_ahead_with_a_warning(
+    repo: tuple[Path, list[ResultRecord]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A submission deleted in a reviewed PR: the merge workflow's `mcval table` must not
+    stop, but says that the table shrank."""
+    root, _shown = repo
+    assert main(["table", "--repo", str(root), "--force"]) == ExitCode.OK
+    capsys.readouterr()
+    (root / "submissions" / "ml_masters" / "whisper-small-fp16.yaml").unlink()
+    assert main(["table", "--repo", str(root)]) == ExitCode.OK
+    captured = capsys.readouterr()
+    assert f"warning: {root / 'README.md'}: the table goes from 3 to 2 rows (1 fewer)" in (
+        captured.err
+    )
+    assert "table regenerated (2 rows)" in captured.out

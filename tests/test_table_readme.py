@@ -10,6 +10,7 @@ from markdown_it import MarkdownIt
 from mcval.policy import DEFAULT_HEADING
 from mcval.render.readme import (
     GENERATED_MARKER,
+    TableNotFound,
     current_block,
     locate_table,
     parse_markdown,
@@ -135,26 +136,42 @@ def test_table_at_the_end_without_final_newline() -> None:
 
 
 @pytest.mark.parametrize("name", WITHOUT_HEADING)
-def test_readme_without_the_heading_gets_the_section_appended(name: str) -> None:
+def test_readme_without_the_heading_is_refused_with_the_headings_found(name: str) -> None:
+    """Issue 16 item 8: no second table appended silently; the error lists what is there."""
     original = read(name)
-    new = replace_table(original, DEFAULT_HEADING, BLOCK)
-    assert new.startswith(original)
-    appended = new[len(original) :]
-    blank = "" if original.endswith("\n\n") else "\n"
-    assert appended == blank + f"### {DEFAULT_HEADING}\n\n" + "".join(f"{b}\n" for b in BLOCK)
-    # The hand-written tables are still there and untouched; ours is found next time.
-    assert [t.rows for t in parse_markdown(new).tables()][:-1] == [
-        t.rows for t in parse_markdown(original).tables()
-    ]
-    assert replace_table(new, DEFAULT_HEADING, BLOCK) == new
+    with pytest.raises(TableNotFound) as caught:
+        replace_table(original, DEFAULT_HEADING, BLOCK)
+    message = caught.value.message
+    assert message.startswith(f"no heading '{DEFAULT_HEADING}' above a table")
+    assert "set `heading` under [table] in mcval.toml" in message
+    assert f"add the line '### {DEFAULT_HEADING}'" in message
+    first_heading = next(line for line in original.splitlines() if line.startswith("#"))
+    assert f"'{first_heading.strip()}'" in message
+    assert "\n" not in message
 
 
-def test_appending_to_a_file_without_final_newline() -> None:
-    new = replace_table("# Course\n\nText", DEFAULT_HEADING, BLOCK)
-    assert new == "# Course\n\nText\n\n" + f"### {DEFAULT_HEADING}\n\n" + "\n".join(BLOCK) + "\n"
+def test_the_error_names_bold_labels_and_a_bold_label_can_be_the_heading() -> None:
+    """Issue 16 item 8: README-99d2e56 labels its table ``**Итоговая таблица:**``."""
+    original = read("README-99d2e56.md")
+    with pytest.raises(TableNotFound) as caught:
+        replace_table(original, DEFAULT_HEADING, BLOCK)
+    assert "'**Итоговая таблица:**'" in caught.value.message
+    assert "'# model-compression-2025'" in caught.value.message
+    where = locate_table(parse_markdown(original), "Итоговая таблица")
+    assert (where.start, where.end, where.table_found) == (9, 16, True)
+    new = replace_table(original, "Итоговая таблица", BLOCK)
+    lines = split_lines(original)
+    assert new == "".join(lines[:9]) + "".join(f"{b}\n" for b in BLOCK) + "".join(lines[16:])
+    assert replace_table(new, "Итоговая таблица", BLOCK) == new
+
+
+def test_an_empty_readme_gets_the_section_and_text_without_it_is_refused() -> None:
     assert replace_table("", DEFAULT_HEADING, BLOCK) == (
         f"### {DEFAULT_HEADING}\n\n" + "\n".join(BLOCK) + "\n"
     )
+    assert replace_table("\n\n", DEFAULT_HEADING, BLOCK).endswith("\n".join(BLOCK) + "\n")
+    with pytest.raises(TableNotFound, match=r"found: '# Course'\); set"):
+        replace_table("# Course\n\nText", DEFAULT_HEADING, BLOCK)
 
 
 def test_heading_without_table_gets_it_at_the_end_of_its_section() -> None:

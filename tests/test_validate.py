@@ -224,10 +224,11 @@ def test_hostile_text_is_escaped_in_comment(tmp_path: Path) -> None:
     markdown = render_comment(reports)
     assert markdown.count(MARKER) == 1 and markdown.startswith(MARKER)
     assert "<script>" not in markdown and "@everyone" not in markdown
-    title = next(line for line in markdown.splitlines() if line.startswith("### "))
+    # A pass is collapsed: its title is raw HTML (<summary>), escaped as HTML text.
+    title = next(line for line in markdown.splitlines() if line.startswith("<details>"))
     assert title == (
-        "### ✅ pass · alpha/evil — INT8 \\| &lt;script&gt;alert(1)&lt;/script&gt; "
-        "@&#8203;everyone \\`x\\` &lt;!-- mcval:report --&gt; · org/tiny-bert"
+        "<details><summary>✅ pass · alpha/evil — INT8 | &lt;script&gt;alert(1)&lt;/script&gt; "
+        "@&#8203;everyone `x` &lt;!-- mcval:report --&gt; · org/tiny-bert</summary>"
     )
 
 
@@ -371,7 +372,7 @@ def test_comment_and_terminal_mark_unstable_figures(tmp_path: Path) -> None:
         "again."
     ) in lines
     assert (
-        "| CPU latency (ms) | 3.10 | 30.00 | -89.7 % | ±15 % | ⚠️ unstable — could not measure "
+        "| CPU latency (ms) | 3.10 | 30.00 | -89.7 % |  | ⚠️ unstable — could not measure "
         "stably: other load starved this process (CPU use 31 % of 2 threads); re-run |"
     ) in lines
     assert (

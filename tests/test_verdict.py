@@ -86,7 +86,7 @@ def test_honest_submission_passes(tmp_path: Path) -> None:
     verdict = judge(make(tmp_path), RUNNER, Policy())
     assert verdict.status == "pass"
     size = by_field(verdict, "weights_mb")
-    assert (size.status, delta(size), tolerance(size)) == ("pass", "+0.0 %", "±1 % or ±0.01 MB")
+    assert (size.status, delta(size), tolerance(size)) == ("pass", "0.0 %", "±1 % or ±0.01 MB")
     acc = by_field(verdict, "quality.accuracy")
     assert (acc.status, delta(acc), tolerance(acc)) == ("pass", "-0.25 pp", "±1 pp")
     cpu = by_field(verdict, "latency_cpu_ms")

@@ -130,26 +130,6 @@ def check_disk(policy: Policy) -> list[Check]:
     return checks
 
 
-def check_cache_per_job() -> Check:
-    """A model cache shared across jobs lets one PR's download be read by the next job."""
-    from huggingface_hub import constants
-
-    home = Path(constants.HF_HOME).resolve()
-    job_temp = os.environ.get("RUNNER_TEMP")
-    if job_temp is None:
-        return Check(name="cache per job", status="info", detail=f"not in a job; HF_HOME={home}")
-    if home.is_relative_to(Path(job_temp).resolve()):
-        return Check(
-            name="cache per job", status="ok", detail=f"HF_HOME={home} (under RUNNER_TEMP)"
-        )
-    return Check(
-        name="cache per job",
-        status="warn",
-        detail=f"HF_HOME={home} outlives the job: use an ephemeral runner or point HF_HOME "
-        "at $RUNNER_TEMP (docs/maintainers.md)",
-    )
-
-
 def check_child_sees(policy: Policy) -> list[Check]:
     """No credential in the measuring child's environment; a fresh, empty working directory."""
     out = run_isolated(
@@ -287,7 +267,6 @@ def run_checks(policy: Policy, *, require_gpu: bool = False) -> list[Check]:
         lambda: check_torch_and_gpu(require_gpu),
         check_runtimes,
         lambda: check_disk(policy),
-        check_cache_per_job,
         lambda: check_child_sees(policy),
         check_peak_memory,
         check_time_limit,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 from mcval.errors import InputError
 from mcval.figures import FIGURES, Language, format_allowance, format_delta
 from mcval.metrics import METRICS, MetricKind
-from mcval.render.markdown import code_span, escape_cell, escape_inline
+from mcval.render.markdown import code_span, escape_cell, escape_html_text, escape_inline
 from mcval.results import ResultRecord
 from mcval.verdict import UNSTABLE_OUTCOME, MeasuredFigures, MetricVerdict, Verdict
 
@@ -36,6 +36,12 @@ BADGES: dict[ReportStatus, str] = {
     "input": "⛔ invalid",
     "unusable": "⚠️ could not be measured",
 }
+ACTION_ORDER: tuple[ReportStatus, ...] = ("input", "fail", "error", "unusable", "unmeasured")
+"""What needs someone's action, most urgent first: these lead the comment, expanded; the
+passes follow, collapsed (a comment with ten submissions must not be a wall of tables)."""
+DECIDING = frozenset({"pass", "fail"})
+"""Verdict rows whose tolerance decided something; the others show none (an ``info`` row
+from other hardware was not judged against the ±15 % beside it)."""
 LOG_TAIL_LINES = 20
 STATUS_CELLS = {
     "pass": "✅ pass",
@@ -157,6 +163,8 @@ def _metric_row(m: MetricVerdict) -> str:
     if m.note and m.status in {"fail", "not_applicable", "info", "unstable"}:
         verdict += f" — {escape_cell(m.note)}"
     label, reported, measured, delta, tolerance = metric_cells(m)
+    if m.status not in DECIDING:
+        tolerance = ""
     cells = [escape_cell(label), reported, measured, delta, escape_cell(tolerance), verdict]
     return "| " + " | ".join(cells) + " |"
 
@@ -218,10 +226,18 @@ def _section(report: SubmissionReport) -> list[str]:
                 where += f", column {error.col}"
             lines.append(f"- {where}: {escape_inline(error.message)}")
         return [*lines, ""]
-    title = (
-        f"### {badge} · {escape_inline(record.id)} — {escape_inline(record.method_name)}"
-        f" · {escape_inline(record.model_id)}"
-    )
+    if record.verdict == "pass":
+        # Collapsed: raw HTML, where Markdown escapes would show, hence HTML escaping.
+        title = (
+            f"<details><summary>{badge} · {escape_html_text(record.id)} — "
+            f"{escape_html_text(record.method_name)} · {escape_html_text(record.model_id)}"
+            "</summary>"
+        )
+    else:
+        title = (
+            f"### {badge} · {escape_inline(record.id)} — {escape_inline(record.method_name)}"
+            f" · {escape_inline(record.model_id)}"
+        )
     lines = [title, "", code_span(report.path), ""]
     if record.verdict == "unmeasured":
         lines += [f"**{UNSTABLE_OUTCOME.capitalize()}.** {UNMEASURED_EXPLANATION}", ""]
@@ -232,7 +248,16 @@ def _section(report: SubmissionReport) -> list[str]:
     when = record.measured_at.strftime("%Y-%m-%d %H:%M UTC")
     reused = " (unchanged since then: result reused)" if report.reused else ""
     lines.append(f"Runner: {escape_inline(record.environment.summary)} · measured {when}{reused}")
+    if record.verdict == "pass":
+        lines += ["", "</details>"]
     return [*lines, ""]
+
+
+def action_first(reports: Sequence[SubmissionReport]) -> list[SubmissionReport]:
+    """The reports that need action (:data:`ACTION_ORDER`), then the passes; the given
+    order is kept within each status."""
+    rank = {status: i for i, status in enumerate(ACTION_ORDER)}
+    return sorted(reports, key=lambda r: rank.get(r.status, len(ACTION_ORDER)))
 
 
 def render_comment(
@@ -241,7 +266,8 @@ def render_comment(
     summary: RunSummary | None = None,
     commit: str | None = None,
 ) -> str:
-    """The whole comment: marker, summary table, then one section per submission.
+    """The whole comment: marker, summary table, then one section per submission, those
+    that need action first and expanded, the passes collapsed (:func:`action_first`).
 
     ``summary`` is ``RunSummary.of(reports)``, passed in by a caller that reports it
     elsewhere too (the commit status); ``commit`` adds a last line naming the commit.
@@ -255,6 +281,7 @@ def render_comment(
         lines += ["No submission files changed in this pull request.", ""]
         return "\n".join(lines)
     lines += [summary.line(), ""]
+    reports = action_first(reports)
     lines += ["| Submission | Verdict |", "| :--- | :--- |"]
     lines += [f"| {escape_cell(r.id)} | {BADGES[r.status]} |" for r in reports]
     lines.append("")

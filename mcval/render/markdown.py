@@ -40,6 +40,7 @@ _ATTENTION = re.compile(
 )
 """Any character :func:`escape_inline` changes; text without one is returned as is (fast)."""
 _MENTION_NEXT = re.compile(r"[A-Za-z0-9_-]")
+_MENTION_OR_ISSUE = re.compile(r"@(?=[A-Za-z0-9_-])|#(?=\d)")
 _LEADING_ORDERED = re.compile(r"^(\d{1,9})([.)])")
 _LEADING_MARKERS = ("#", "+", "-", "=")
 _ALWAYS = {
@@ -114,3 +115,14 @@ def code_span(text: str, *, in_table: bool = False) -> str:
     if in_table:
         text = text.replace("|", "\\|")
     return f"{fence}{text}{fence}"
+
+
+def escape_html_text(text: str) -> str:
+    """Untrusted text inside raw HTML (a ``<summary>``), where Markdown is not parsed, so
+    backslash escapes would show: entities for ``&<>"'``, one line, and the same
+    zero-width space after ``@`` / ``#`` as :func:`escape_inline` (GitHub still links
+    mentions and issue numbers there)."""
+    import html
+
+    escaped = html.escape(one_line(text), quote=True)  # makes no '@', nor '#' + digit
+    return _MENTION_OR_ISSUE.sub(lambda m: m.group(0) + ZERO_WIDTH_SPACE, escaped)

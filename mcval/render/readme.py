@@ -19,10 +19,15 @@ width, ending at a blank line or a line without a pipe. The tables it finds are 
 markdown-it (GitHub's rules) finds on every real fixture; a test checks that.
 
 **Which table is ours.** The first top-level table in the section of the configured
-heading (until the next heading of the same or a higher level). Our footnote paragraph
-after it, recognised by :data:`GENERATED_MARKER`, belongs to the replaced block. Without
-the heading the section is appended at the end of the file; with the heading but no table,
-the table goes at the end of that section.
+heading (until the next heading of the same or a higher level). Some READMEs label their
+table with a paragraph of bold text instead (``**Итоговая таблица:**``): such a label
+counts as the heading, its section ending at the next heading. Our paragraphs after the
+table, recognised by :data:`GENERATED_MARKER`, belong to the replaced block, and so does
+a table right after one of them (the reported-but-not-verified rows). With the heading but
+no table, the table goes at the end of that section. Without the heading a README that has
+any text is refused (:class:`TableNotFound` lists the headings it has): appending a second
+table at the end and leaving the hand-written one in place would be silent damage. Only an
+empty README gets the section created.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from typing import Any
 import mistune
 from mistune.block_parser import BlockParser
 from mistune.core import BlockState
+
+from mcval.errors import InputError
 
 GENERATED_MARKER = "<!-- mcval:table -->"
 """Ends the footnote line mcval writes under the table: marks that paragraph as ours."""
@@ -206,6 +213,10 @@ def plain_text(children: Sequence[dict[str, Any]] | None) -> str:
     return "".join(parts)
 
 
+class TableNotFound(InputError):
+    """The configured heading is not in a README that has text: say which headings are."""
+
+
 def _normalise_heading(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     return " ".join(text.split()).rstrip(":").strip().casefold()
@@ -318,21 +329,75 @@ class TableLocation:
     table_found: bool
 
 
-def locate_table(parsed: ParsedMarkdown, heading: str) -> TableLocation:
-    """The lines of the table (and our footnote) under ``heading``; see the module docstring."""
-    wanted = _normalise_heading(heading)
+def bold_label(parsed: ParsedMarkdown, block: Block) -> str | None:
+    """The text of a paragraph that is nothing but bold text (``**Итоговая таблица:**``),
+    the label some READMEs put above their table instead of a heading."""
+    if block.type != "paragraph":
+        return None
+    children = [
+        child
+        for child in parsed.markdown.inline(block.token["text"].strip(), parsed.env)
+        if child["type"] not in {"softbreak", "linebreak"}
+        and not (child["type"] == "text" and not child.get("raw", "").strip())
+    ]
+    if len(children) == 1 and children[0]["type"] == "strong":
+        return plain_text(children[0]["children"])
+    return None
+
+
+def section_labels(parsed: ParsedMarkdown) -> list[str]:
+    """What a ``[table] heading`` can name: each heading's text and each bold label, as
+    written (``### Расписание``, ``**Итоговая таблица:**``), in document order."""
+    labels = []
+    for block in parsed.blocks:
+        if block.type == "heading":
+            level = block.token["attrs"]["level"]
+            labels.append(f"{'#' * level} {parsed.text(block.token['text'])}")
+        else:
+            label = bold_label(parsed, block)
+            if label is not None:
+                labels.append(f"**{label}**")
+    return labels
+
+
+def _find_label(parsed: ParsedMarkdown, wanted: str) -> tuple[int, int] | None:
+    """``(block index, level)`` of the heading named ``wanted``, else of a bold label with
+    that text (level 7: its section ends at any heading)."""
     blocks = parsed.blocks
-    index = next(
-        (
-            i
-            for i, b in enumerate(blocks)
-            if b.type == "heading" and _normalise_heading(parsed.text(b.token["text"])) == wanted
-        ),
-        None,
+    for i, b in enumerate(blocks):
+        if b.type == "heading" and _normalise_heading(parsed.text(b.token["text"])) == wanted:
+            return i, int(b.token["attrs"]["level"])
+    for i, b in enumerate(blocks):
+        label = bold_label(parsed, b) if b.type == "paragraph" else None
+        if label is not None and _normalise_heading(label) == wanted:
+            return i, 7
+    return None
+
+
+def _not_found(parsed: ParsedMarkdown, heading: str) -> TableNotFound:
+    labels = section_labels(parsed)
+    found = "; ".join(f"'{label}'" for label in labels[:12]) or "none"
+    if len(labels) > 12:
+        found += f" and {len(labels) - 12} more"
+    return TableNotFound(
+        f"no heading '{heading}' above a table (headings and bold labels found: {found}); "
+        "set `heading` under [table] in mcval.toml to the text of the one above the results "
+        f"table (without '#' or '**'), or add the line '### {heading}' where the table belongs"
     )
-    if index is None:
+
+
+def locate_table(parsed: ParsedMarkdown, heading: str) -> TableLocation:
+    """The lines of the table (and our footnote) under ``heading``; see the module docstring.
+
+    Raises :class:`TableNotFound` when the heading is missing from a README with text.
+    """
+    blocks = parsed.blocks
+    found = _find_label(parsed, _normalise_heading(heading))
+    if found is None:
+        if any(line.strip() for line in parsed.lines):
+            raise _not_found(parsed, heading)
         return TableLocation(len(parsed.lines), len(parsed.lines), False, False)
-    level = blocks[index].token["attrs"]["level"]
+    index, level = found
     section_end = len(blocks)
     for j in range(index + 1, len(blocks)):
         if blocks[j].type == "heading" and blocks[j].token["attrs"]["level"] <= level:
@@ -341,21 +406,39 @@ def locate_table(parsed: ParsedMarkdown, heading: str) -> TableLocation:
     for j in range(index + 1, section_end):
         if blocks[j].type != "table":
             continue
-        end = blocks[j].end
-        k = j + 1
-        while k < section_end and blocks[k].type == "blank_line":
-            k += 1
-        if k < section_end and blocks[k].type == "paragraph":
-            source = "".join(parsed.lines[blocks[k].start : blocks[k].end])
-            if GENERATED_MARKER in source:
-                end = blocks[k].end
-        return TableLocation(blocks[j].start, end, True, True)
+        return TableLocation(blocks[j].start, _our_end(parsed, j, section_end), True, True)
     # The heading without a table: insert at the end of its section, before blank lines.
     at = section_end
     while at - 1 > index and blocks[at - 1].type == "blank_line":
         at -= 1
     line = blocks[at - 1].end if at - 1 >= 0 else 0
     return TableLocation(line, line, True, False)
+
+
+def _our_end(parsed: ParsedMarkdown, table: int, section_end: int) -> int:
+    """Where the block that starts with table ``table`` ends: after each paragraph of ours
+    (:data:`GENERATED_MARKER`) that follows, and a table right after such a paragraph."""
+    blocks = parsed.blocks
+    end = blocks[table].end
+    k, after_ours = table + 1, False
+    while k < section_end:
+        while k < section_end and blocks[k].type == "blank_line":
+            k += 1
+        if k >= section_end:
+            break
+        block = blocks[k]
+        if block.type == "paragraph":
+            source = "".join(parsed.lines[block.start : block.end])
+            if GENERATED_MARKER not in source:
+                break
+            after_ours = True
+        elif block.type == "table" and after_ours:
+            after_ours = False
+        else:
+            break
+        end = block.end
+        k += 1
+    return end
 
 
 def _eol_of(lines: Sequence[str], near: int) -> str:

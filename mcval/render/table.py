@@ -36,6 +36,7 @@ from mcval.figures import FIGURES, Language, unit_word
 from mcval.metrics import METRICS, MetricKind, format_quality
 from mcval.policy import Policy, TableColumn
 from mcval.render.markdown import escape_cell, escape_inline
+from mcval.render.pending import PendingRow, render_pending
 from mcval.render.readme import GENERATED_MARKER
 from mcval.results import ResultRecord
 
@@ -269,6 +270,14 @@ def render_footnote(records: Sequence[ResultRecord], policy: Policy, plot_link: 
     return f"{text} {GENERATED_MARKER}"
 
 
-def render_block(records: Sequence[ResultRecord], policy: Policy, plot_link: str) -> list[str]:
-    """Everything mcval owns in the README: the table, a blank line, the footnote."""
-    return [*render_rows(records, policy), "", render_footnote(records, policy, plot_link)]
+def render_block(
+    records: Sequence[ResultRecord],
+    policy: Policy,
+    plot_link: str,
+    pending: Sequence[PendingRow] = (),
+) -> list[str]:
+    """Everything mcval owns in the README: the table, a blank line, the footnote, then
+    the rows reported but not verified yet, if any (:mod:`mcval.render.pending`)."""
+    block = [*render_rows(records, policy), "", render_footnote(records, policy, plot_link)]
+    rest = render_pending(pending, policy)
+    return [*block, "", *rest] if rest else block
