@@ -55,6 +55,17 @@ def runtime_label(runtime: str | None) -> str | None:
     return RUNTIME_LABELS.get(runtime, runtime)
 
 
+def runtime_or_none(runtime: str) -> str | None:
+    """What a result record stores: the runtime, or None for PyTorch (older records)."""
+    return None if runtime == "pytorch" else runtime
+
+
+def method_label(method: str, runtime: str | None) -> str:
+    """The "Метод" cell: ``INT8 dynamic · ONNX Runtime`` (PyTorch rows keep their name)."""
+    label = runtime_label(runtime)
+    return f"{method} · {label}" if label else method
+
+
 def task_problem(runtime: str, task: str) -> str | None:
     """Why ``runtime`` cannot measure ``task``, naming the runtimes that can; None if it can."""
     if task in RUNTIME_TASKS[runtime]:
