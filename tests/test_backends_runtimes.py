@@ -228,3 +228,31 @@ def test_runtime_steps_store_integer_weights(
     assert quantized["quality"]["perplexity"] > 0
     applied = [a for run in quantized["details"]["devices"] for a in run["recipe_applied"]]
     assert any(next(iter(step)) in a for a in applied), applied
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+@pytest.mark.parametrize("runtime", ["torchscript", "onnxruntime"])
+def test_gpu_runtimes_give_latency_and_vram(
+    repo: Path, runtime: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TorchScript on CUDA (torch's allocator) and ONNX Runtime's CUDA provider (NVML)."""
+    import onnxruntime
+
+    if runtime == "onnxruntime" and "CUDAExecutionProvider" not in (
+        onnxruntime.get_available_providers()
+    ):
+        pytest.skip("onnxruntime-gpu is not installed")
+    monkeypatch.chdir(repo)
+    sub = measure(repo, "text-classification", runtime, name="gpu")
+    capsys.readouterr()
+    assert main(["measure", str(sub), "--device", "cuda", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["latency_gpu_ms"] > 0
+    assert measured["vram_mb"] is not None and measured["vram_mb"] > 0

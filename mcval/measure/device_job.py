@@ -154,6 +154,7 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     models = importlib.import_module("mcval.models")
     tasks = importlib.import_module("mcval.tasks")
     result = DeviceResult(device=device)
+    nvml_baseline: int | None = None
     mp = policy.measure
 
     task = tasks.get_task(sub.model.task)
@@ -164,6 +165,7 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
             return result
         torch.cuda.init()
         reset_vram(device)
+        nvml_baseline = _nvml_baseline(sub.model.runtime, device)
 
     backends = importlib.import_module("mcval.backends")
     steps, runtime_steps = backends.split_recipe(sub.method.recipe)
@@ -276,7 +278,11 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     result.timings_s["benchmark"] = time.perf_counter() - t1
     result.ram = tracker.stats()
     tracker.stop()
-    if is_cuda:
+    if is_cuda and sub.model.runtime == "onnxruntime":  # its own CUDA arena: NVML
+        result.vram = importlib.import_module("mcval.backends.gpu_memory").nvml_vram(
+            device, nvml_baseline
+        )
+    elif is_cuda:
         result.vram = read_vram(device, vram_load_peak)
     del call
 
@@ -305,6 +311,13 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
         result.timings_s["quality"] = time.perf_counter() - t3
     result.environment = collect_environment(use_torch_cuda=is_cuda, threads=threads)
     return result
+
+
+def _nvml_baseline(runtime: str, device: str) -> int | None:
+    """ONNX Runtime's VRAM is read from NVML: this process's use before loading."""
+    if runtime != "onnxruntime":
+        return None
+    return importlib.import_module("mcval.backends.gpu_memory").process_vram_bytes(device)
 
 
 def _load(
