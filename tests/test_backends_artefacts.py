@@ -10,18 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_models import LOAD_TOLERANT_TOML, TASK_CORPUS, build_tiny_bert_classifier
+from tiny_models import QUICK_MEASURE_TOML, build_tiny_bert_classifier, write_classification_rows
 
 from mcval.cli import main
 
 pytestmark = pytest.mark.slow
-POLICY = f"""\
-[measure]
-warmup_calls = 1
-min_calls = 2
-min_seconds = 0.05
-threads = 1
-{LOAD_TOLERANT_TOML}"""
+POLICY = QUICK_MEASURE_TOML
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +25,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "mcval.toml").write_text(POLICY, encoding="utf-8")
     bert = build_tiny_bert_classifier(root / "models" / "bert")
     _export(bert)
-    (root / "data").mkdir()
-    rows = [
-        {"text": t, "label": ["negative", "neutral", "positive"][i % 3]}
-        for i, t in enumerate(TASK_CORPUS)
-    ]
-    (root / "data" / "cls.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_classification_rows(root / "data" / "cls.jsonl")
     return root
 
 

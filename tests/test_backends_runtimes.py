@@ -4,33 +4,31 @@ and the runtime steps (ORT dynamic/static int8, NNCF int8) shrinking what they c
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 from tiny_models import (
-    LOAD_TOLERANT_TOML,
     NER_LABELS,
+    QUICK_MEASURE_TOML,
     TASK_CORPUS,
     build_tiny_bert_classifier,
     build_tiny_bert_token_classifier,
     build_tiny_llama,
     build_tiny_vit,
+    write_classification_rows,
 )
 
 from mcval.cli import main
 
 pytestmark = pytest.mark.slow
+HAVE_TIMM = importlib.util.find_spec("timm") is not None
+"""timm is the ``[timm]`` extra: PyPI's torchvision needs CUDA torch (pyproject.toml)."""
 RUNTIMES = ("pytorch", "torchscript", "onnxruntime", "openvino")
 MIB = 2**20
-POLICY = f"""\
-[measure]
-warmup_calls = 1
-min_calls = 2
-min_seconds = 0.05
-threads = 1
-{LOAD_TOLERANT_TOML}"""
+POLICY = QUICK_MEASURE_TOML
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +39,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_tiny_bert_classifier(root / "models" / "bert")
     build_tiny_bert_token_classifier(root / "models" / "ner")
     build_tiny_llama(root / "models" / "llama")
-    (root / "data").mkdir()
-    rows = [
-        {"text": t, "label": ["negative", "neutral", "positive"][i % 3]}
-        for i, t in enumerate(TASK_CORPUS)
-    ]
-    (root / "data" / "cls.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_classification_rows(root / "data" / "cls.jsonl")
     ner = [
         {
             "tokens": t.split(),
@@ -59,7 +52,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "".join(json.dumps({"text": t}) + "\n" for t in TASK_CORPUS)
     )
     build_tiny_vit(root / "models" / "vit")
-    _timm_model(root / "models" / "timm")
+    if HAVE_TIMM:
+        _timm_model(root / "models" / "timm")
     _images(root / "data")
     return root
 
@@ -100,6 +94,12 @@ _TASKS = {
     "image-classification": ("vit", "img.jsonl", 32),
     "timm": ("timm", "img.jsonl", 160),
 }
+_CASES = [
+    pytest.param(
+        t, marks=pytest.mark.skipif(t == "timm" and not HAVE_TIMM, reason="timm not installed")
+    )
+    for t in _TASKS
+]
 
 
 def measure(
@@ -135,7 +135,7 @@ def run_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(out)
 
 
-@pytest.mark.parametrize("task", list(_TASKS))
+@pytest.mark.parametrize("task", _CASES)
 def test_quality_is_identical_on_every_runtime(
     repo: Path, task: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -40,6 +40,7 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
     names = graph_inputs(request.task, request.accepted)
     wrapper = LogitsOnly(request.model, names).eval()
     args = example_inputs(request.task, names, request.config)
+    common = {"input_names": names, "output_names": ["logits"]}
     notes: list[str] = []
     quiet = io.StringIO()
     with (
@@ -59,13 +60,12 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
                 wrapper,
                 args,
                 str(path),
-                input_names=names,
-                output_names=["logits"],
                 dynamo=True,
                 external_data=True,
                 dynamic_shapes=(shapes,),
                 opset_version=OPSET,
                 optimize=True,
+                **common,
             )
         except Exception as exc:  # the dynamo exporter fails on some architectures
             for leftover in (path, path.with_name(path.name + ".data")):
@@ -74,15 +74,15 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
             notes.append(
                 f"exported with the TorchScript-based ONNX exporter (dynamo failed: {first})"
             )
+            axes = dynamic_axes(request.task, names)
             torch.onnx.export(
                 wrapper,
                 args,
                 str(path),
-                input_names=names,
-                output_names=["logits"],
-                dynamic_axes=dynamic_axes(request.task, names),
+                dynamic_axes=axes,
                 opset_version=17,
                 dynamo=False,
+                **common,
             )
     return names, notes
 

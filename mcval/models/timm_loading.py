@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from mcval.models.errors import LoadError
+from mcval.models.errors import LoadError, NotApplicableError
 from mcval.models.loading import LoadedModel, _max_download_bytes
 from mcval.models.sources import resolve_source
 
@@ -69,8 +69,15 @@ def timm_config(raw: dict[str, Any], data_config: dict[str, Any]) -> SimpleNames
 
 def load_timm(spec: Any, repo_root: Path, device: str, policy: Any) -> LoadedModel:
     """Resolve, vet and build a timm classifier on ``device``."""
-    import timm
     from safetensors.torch import load_file
+
+    try:
+        import timm
+    except ImportError:  # the [timm] extra (pyproject.toml says why it is separate)
+        raise NotApplicableError(
+            "timm models need the timm package (pip install 'mcval[timm]'), not installed "
+            "on this runner"
+        ) from None
 
     resolved = resolve_source(
         spec.id,
