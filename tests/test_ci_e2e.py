@@ -174,7 +174,7 @@ def test_validation_runs_in_workflow_order(
     artifact = run_check_workflow(monkeypatch, tmp_path, sync, "2")
     assert (tmp_path / "base" / INT8).read_text() == fixed
     posted, record = run_measure_workflow(monkeypatch, tmp_path, artifact, new_sha, "2")
-    assert record.verdict == "pass"
+    assert record.verdict == "pass", record.model_dump_json(indent=1)
 
     bot = world.bot_comments(BASE, 42, BOT)
     assert len(bot) == 1 and bot[0].updated == 1
