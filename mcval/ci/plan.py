@@ -27,6 +27,7 @@ from mcval.ci.actions import (
     write_outputs,
     write_step_summary,
 )
+from mcval.ci.branches import served, unserved_description
 from mcval.ci.dependents import dependent_submissions, unmeasured_changes
 from mcval.ci.rules import (
     MAINTAINER_ROLES,
@@ -82,10 +83,23 @@ class ChangedReport(_Strict):
         default_factory=list, description="other files under submissions/ the PR deletes"
     )
     violations: list[str]
+    base_ref: str = Field(default="", description="the branch the PR merges into (served)")
 
 
 class StalePullRequest(McvalError):
     """The PR's head moved since the run was triggered; the newer push gets its own run."""
+
+
+class UnservedBranch(McvalError):
+    """The PR merges into a branch the policy's ``[github] branches`` does not name."""
+
+    def __init__(self, pr: PullInfo, policy: Policy) -> None:
+        self.pr = pr
+        self.description = unserved_description(pr.base_ref, policy)
+        super().__init__(
+            f"pull request #{pr.number} merges into {pr.base_ref!r}, which mcval does not "
+            f"serve ([github] branches = {policy.github.branches}); nothing is checked"
+        )
 
 
 def slug_of(submission_id: str) -> str:
@@ -170,6 +184,8 @@ def plan(
         )
     if pr.state != "open":
         raise StalePullRequest(f"pull request #{number} is {pr.state}; nothing to validate")
+    if not served(pr.base_ref, policy):
+        raise UnservedBranch(pr, policy)
     files = client.changed_files(number)
     violations: list[PathViolation] = check_paths_allowed(files, policy)
     violations += check_team_ownership(
@@ -216,6 +232,7 @@ def plan(
         data_files=data_files,
         removed_data=removed_data,
         violations=[str(v) for v in violations],
+        base_ref=pr.base_ref,
     )
     return pr, report
 
@@ -238,6 +255,12 @@ def report_violations(report: ChangedReport) -> ExitCode:
 # -- the step -----------------------------------------------------------------------------------
 
 
+def _write_json(path: Path | None, model: BaseModel) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
 def run_changed(
     repo: Path,
     *,
@@ -252,8 +275,10 @@ def run_changed(
 
     Writes ``output`` (a ``ChangedReport`` JSON), ``pr_info_out`` (``pr.json``) and the
     step outputs ``pr``, ``head_sha``, ``count``, ``ids`` (JSON list), ``matrix``
-    (``{"include": [...]}``) and ``stale`` ("true" when the PR moved on or closed:
-    downstream jobs skip).
+    (``{"include": [...]}``), ``base_ref`` (the served branch the PR merges into), ``stale``
+    ("true" when the PR moved on or closed: downstream jobs skip) and ``served`` ("false"
+    for a PR into a branch the policy does not serve: only a neutral status follows, with
+    ``description``).
     """
     policy = load_policy(repo)
     client = connect(policy)
@@ -264,15 +289,29 @@ def run_changed(
         print_untrusted(f"notice: {exc}")
         write_outputs({"stale": "true", "count": "0", "pr": str(number)})
         return ExitCode.OK
+    except UnservedBranch as exc:
+        print_untrusted(f"notice: {exc}")
+        _write_json(pr_info_out, PrInfo(number=exc.pr.number, head_sha=exc.pr.head_sha))
+        write_outputs(
+            {
+                "stale": "false",
+                "served": "false",
+                "count": "0",
+                "pr": str(exc.pr.number),
+                "head_sha": exc.pr.head_sha,
+                "description": exc.description,
+            }
+        )
+        return ExitCode.OK
     info = PrInfo(number=report.pr, head_sha=report.head_sha)
-    for out_path, model in ((output, report), (pr_info_out, info)):
-        if out_path:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _write_json(output, report)
+    _write_json(pr_info_out, info)
     matrix = {"include": [e.model_dump() for e in report.submissions]}
     write_outputs(
         {
             "stale": "false",
+            "served": "true",
+            "base_ref": report.base_ref,
             "pr": str(report.pr),
             "head_sha": report.head_sha,
             "count": str(len(report.submissions)),
