@@ -235,6 +235,7 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             head_sha=args.head_sha,
             output=_path(args.output),
             pr_info_out=_path(args.pr_info_out),
+            base_only=args.base_only,
         )
 
     def fetch(args: argparse.Namespace) -> int:
@@ -341,6 +342,9 @@ def _add_ci(sub: Any, connect: Connect) -> None:
     changed.add_argument("--output", help="write the plan (JSON) to this file")
     changed.add_argument(
         "--pr-info-out", help="write pr.json (number, head SHA) for the measuring workflow"
+    )
+    changed.add_argument(
+        "--base-only", action="store_true", help="only say which base branch, and if served"
     )
 
     fetch = step("fetch", "write the PR's submission files at its head SHA into a dir")

@@ -21,6 +21,7 @@ import pytest
 from ci_helpers import INT8_MEASURED, INT8_YAML, ci_main, make_record, read_outputs, write_cell
 from fake_github import FakeGithub
 
+from mcval.ci.plan import slug_of
 from mcval.cli import main as mcval_main
 from mcval.commands import table as table_command
 from mcval.policy import DEFAULT_HEADING, Policy
@@ -157,12 +158,17 @@ def run_check(mp: pytest.MonkeyPatch, tmp_path: Path, fake: FakeGithub, number: 
 
 
 def plan_job(mp: pytest.MonkeyPatch, tmp_path: Path, fake: FakeGithub, artifact: Path) -> Path:
-    """measure.yml's plan job, on a checkout of the DEFAULT branch (its policy decides)."""
+    """measure.yml's plan job: the DEFAULT branch's policy says which base branch and
+    whether it is served; that branch is checked out and the plan made on it."""
     folder = job(mp, tmp_path, "plan", token="ro")
     default = checkout(fake, "main", folder / "default")
     info = json.loads((artifact / "pr.json").read_text())
-    argv = ["ci", "changed", "--repo", str(default), "--pr-info", str(artifact / "pr.json")]
-    assert ci_main([*argv, "--head-sha", info["head_sha"]]) == 0
+    argv = ["ci", "changed", "--pr-info", str(artifact / "pr.json"), "--head-sha", info["head_sha"]]
+    assert ci_main([*argv, "--repo", str(default), "--base-only"]) == 0
+    base = read_outputs(folder / "output")
+    if base["served"] == "true":
+        world = checkout(fake, base["base_ref"], folder / "world")
+        assert ci_main([*argv, "--repo", str(world)]) == 0
     return folder / "output"
 
 
@@ -373,3 +379,55 @@ def test_a_pull_request_into_an_unserved_branch_gets_a_neutral_status_only(
     )
     assert world.comments[(BASE, pull.number)] == []
     assert not (tmp_path / f"check-{pull.number}/base" / INT8).exists()  # nothing fetched
+
+
+LOCAL = """\
+schema: 1
+team: ml_masters
+model:
+  id: ./submissions/ml_masters/model
+  task: text-classification
+method: {name: fp32}
+evaluation:
+  dataset:
+    path: json
+    split: train
+    data_files: [submissions/ml_masters/data/eval.jsonl]
+"""
+
+
+def test_a_lesson_submission_reading_changed_data_is_planned_on_the_lesson(
+    world: FakeGithub,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The submissions that decide what else a PR measures are the base branch's: a
+    change to data only a lesson-1 submission reads measures that submission. Planned on
+    the default branch's files (the control) nothing would measure it and it is refused."""
+    data = "submissions/ml_masters/data/eval.jsonl"
+    local = "submissions/ml_masters/local.yaml"
+    lesson = {local: LOCAL, data: '{"text": "a", "label": 0}\n'}
+    world.push(BASE, lesson, "a local submission on lesson 1", branch=LESSON1)
+    pull = world.open_pull(
+        BASE, FORK, {data: '{"text": "b", "label": 1}\n'}, author="petrov-a",
+        base_ref=LESSON1, title="ml_masters HW-1",
+    )  # fmt: skip
+    artifact = tmp_path / "pr"
+    artifact.mkdir()
+    (artifact / "pr.json").write_text(
+        json.dumps({"number": pull.number, "head_sha": pull.head_sha})
+    )
+    outputs = read_outputs(plan_job(monkeypatch, tmp_path, world, artifact))
+    assert json.loads(outputs["matrix"])["include"] == [
+        {"id": "ml_masters/local", "path": local, "slug": slug_of("ml_masters/local")}
+    ]
+    capsys.readouterr()
+    job(monkeypatch, tmp_path, "control", token="ro")
+    default = checkout(world, "main", tmp_path / "control/default")
+    argv = ["ci", "changed", "--repo", str(default), "--pr", str(pull.number)]
+    assert ci_main(argv) == 1
+    assert capsys.readouterr().err == (
+        f"error: {data}: is read by no submission, so nothing would measure this change; "
+        "reference it from a submission's data_files or model.id, or leave it out\n"
+    )

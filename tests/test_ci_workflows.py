@@ -103,7 +103,11 @@ def test_measure_is_gated_isolated_and_split_from_the_write_token() -> None:
         # mcval and the workflow always come from the default branch; the measuring job
         # reads the PR's BASE branch (its baselines, results, README) as data, second.
         assert refs[0] == "${{ github.event.repository.default_branch }}", name
-        assert refs[1:] == (["${{ needs.plan.outputs.base_ref }}"] if name == "measure" else [])
+        second = {
+            "plan": ["${{ steps.base.outputs.base_ref }}"],
+            "measure": ["${{ needs.plan.outputs.base_ref }}"],
+        }
+        assert refs[1:] == second.get(name, []), name
     writers = [n for n, j in jobs.items() if any(v == "write" for v in j["permissions"].values())]
     assert sorted(writers) == ["pending", "report", "unserved"]
     assert jobs["unserved"]["permissions"] == {"statuses": "write"}

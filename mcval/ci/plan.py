@@ -163,6 +163,23 @@ def resolve_head_sha(head_sha: str | None = None) -> str | None:
 # -- the plan -----------------------------------------------------------------------------------
 
 
+def open_pull(
+    client: GithubClient, policy: Policy, number: int, expected_sha: str | None
+) -> PullInfo:
+    """The PR, if it is still open at ``expected_sha`` and merges into a served branch."""
+    pr = client.pull_request(number)
+    if expected_sha is not None and pr.head_sha != expected_sha:
+        raise StalePullRequest(
+            f"pull request #{number} moved on: its head is {pr.head_sha[:12]}, this run was "
+            f"for {expected_sha[:12]}; the run for the newer push measures it"
+        )
+    if pr.state != "open":
+        raise StalePullRequest(f"pull request #{number} is {pr.state}; nothing to validate")
+    if not served(pr.base_ref, policy):
+        raise UnservedBranch(pr, policy)
+    return pr
+
+
 def plan(
     client: GithubClient,
     policy: Policy,
@@ -176,16 +193,7 @@ def plan(
     model directory the PR changes is measured too, and a changed file that nothing would
     measure is a violation: a PR never goes green on data, weights or deletions alone.
     """
-    pr = client.pull_request(number)
-    if expected_sha is not None and pr.head_sha != expected_sha:
-        raise StalePullRequest(
-            f"pull request #{number} moved on: its head is {pr.head_sha[:12]}, this run was "
-            f"for {expected_sha[:12]}; the run for the newer push measures it"
-        )
-    if pr.state != "open":
-        raise StalePullRequest(f"pull request #{number} is {pr.state}; nothing to validate")
-    if not served(pr.base_ref, policy):
-        raise UnservedBranch(pr, policy)
+    pr = open_pull(client, policy, number, expected_sha)
     files = client.changed_files(number)
     violations: list[PathViolation] = check_paths_allowed(files, policy)
     violations += check_team_ownership(
@@ -270,8 +278,13 @@ def run_changed(
     head_sha: str | None = None,
     output: Path | None = None,
     pr_info_out: Path | None = None,
+    base_only: bool = False,
 ) -> ExitCode:
     """List the PR's changed submissions, enforce allowed paths and team ownership.
+
+    With ``base_only`` only decide the base branch (outputs ``stale``, ``served``,
+    ``base_ref``, ``pr``, ``head_sha``): measure.yml's plan job asks this with the default
+    branch's policy, then checks that branch out and plans on it.
 
     Writes ``output`` (a ``ChangedReport`` JSON), ``pr_info_out`` (``pr.json``) and the
     step outputs ``pr``, ``head_sha``, ``count``, ``ids`` (JSON list), ``matrix``
@@ -284,6 +297,12 @@ def run_changed(
     client = connect(policy)
     number = resolve_pr_number(pr, pr_info)
     try:
+        if base_only:
+            pull = open_pull(client, policy, number, resolve_head_sha(head_sha))
+            base = {"stale": "false", "served": "true", "base_ref": pull.base_ref}
+            write_outputs({**base, "pr": str(pull.number), "head_sha": pull.head_sha})
+            print(f"pull request #{pull.number} merges into {pull.base_ref} (served)")
+            return ExitCode.OK
         _, report = plan(client, policy, number, resolve_head_sha(head_sha), repo)
     except StalePullRequest as exc:
         print_untrusted(f"notice: {exc}")
