@@ -18,7 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ci_helpers import INT8_MEASURED, INT8_YAML, ci_main, make_record, read_outputs, write_cell
+from ci_helpers import (
+    INT8_MEASURED,
+    INT8_YAML,
+    ci_main,
+    job,
+    local_submission,
+    make_record,
+    read_outputs,
+    write_cell,
+)
 from fake_github import FakeGithub
 
 from mcval.ci.plan import slug_of
@@ -78,16 +87,6 @@ def checkout(fake: FakeGithub, ref: str, dest: Path) -> Path:
         (dest / path).write_bytes(data)
     (dest / ".git").mkdir(exist_ok=True)
     return dest
-
-
-def job(mp: pytest.MonkeyPatch, tmp_path: Path, name: str, token: str) -> Path:
-    """A fresh job: its own output/summary files and token, like a runner gives it."""
-    folder = tmp_path / name
-    folder.mkdir()
-    mp.setenv("GITHUB_TOKEN", token)
-    mp.setenv("GITHUB_OUTPUT", str(folder / "output"))
-    mp.setenv("GITHUB_STEP_SUMMARY", str(folder / "summary.md"))
-    return folder
 
 
 def event_file(fake: FakeGithub, number: int, path: Path) -> Path:
@@ -381,19 +380,7 @@ def test_a_pull_request_into_an_unserved_branch_gets_a_neutral_status_only(
     assert not (tmp_path / f"check-{pull.number}/base" / INT8).exists()  # nothing fetched
 
 
-LOCAL = """\
-schema: 1
-team: ml_masters
-model:
-  id: ./submissions/ml_masters/model
-  task: text-classification
-method: {name: fp32}
-evaluation:
-  dataset:
-    path: json
-    split: train
-    data_files: [submissions/ml_masters/data/eval.jsonl]
-"""
+LOCAL = local_submission("ml_masters")
 
 
 def test_a_lesson_submission_reading_changed_data_is_planned_on_the_lesson(

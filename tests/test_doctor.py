@@ -25,8 +25,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the no-GPU machine")
 def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
-    repo: Path, capsys: pytest.CaptureFixture[str]
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)  # never the network from a test
     code = main(["doctor", "--repo", str(repo)])
     out = capsys.readouterr().out
     assert code == ExitCode.OK, out
@@ -41,6 +42,7 @@ def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
         r"^info  gpu +no GPU visible to the measuring child: CPU figures only$", out, re.M
     )
     assert re.search(r"^ok    torch +2\.\d+\.\d+\S*, built for CUDA", out, re.M)
+    assert re.search(r"^info  course branches +not in a job / no token$", out, re.M)
     assert re.search(r"^ok    child environment +\d+ variables, tokens visible: none$", out, re.M)
     peak = re.search(r"read as ([\d.]+) MiB in the child \(vmhwm\) and ([\d.]+) MiB", out)
     assert peak and all(abs(float(v) / 256 - 1) <= 0.05 for v in peak.groups()), out
