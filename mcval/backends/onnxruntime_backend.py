@@ -134,6 +134,26 @@ def session(path: Path, threads: int, device: str) -> Any:
     return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
+def skipped_nodes(path: Path, patterns: list[str]) -> list[str]:
+    """Nodes whose weight initializer belongs to a skipped module: the initializer names
+    keep the PyTorch module paths (``model.layers.0.mlp.down_proj.weight``), so the same
+    globs as the PyTorch steps' ``skip`` select them."""
+    import fnmatch
+
+    import onnx
+
+    if not patterns:
+        return []
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    found = []
+    for node in graph.node:
+        modules = [n.removesuffix(".weight") for n in node.input if n in weights]
+        if any(fnmatch.fnmatchcase(m, p) for m in modules for p in patterns):
+            found.append(node.name)
+    return found
+
+
 def quantize(path: Path, step: Any, params: Any, request: ConvertRequest, names: list[str]) -> Path:
     """Apply one ``onnx_quantize_*`` step; returns the quantized graph's path."""
     from onnxruntime.quantization import (
@@ -152,6 +172,7 @@ def quantize(path: Path, step: Any, params: Any, request: ConvertRequest, names:
             str(target),
             weight_type=QuantType.QInt8 if params.weight_type == "qint8" else QuantType.QUInt8,
             per_channel=params.per_channel,
+            nodes_to_exclude=skipped_nodes(path, params.skip),
             use_external_data_format=True,
         )
         return target
@@ -182,6 +203,7 @@ def quantize(path: Path, step: Any, params: Any, request: ConvertRequest, names:
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QUInt8,
         calibrate_method=methods[params.method],
+        nodes_to_exclude=skipped_nodes(path, params.skip),
         use_external_data_format=True,
     )
     return target

@@ -76,16 +76,25 @@ def vet_ir(xml: Path, model_dir: Path, max_bytes: int) -> list[Path]:
 
 
 def compress(model: Any, params: Any) -> Any:
-    """``openvino_compress_weights`` with NNCF (data-free)."""
+    """``openvino_compress_weights`` with NNCF (data-free). ``skip`` globs match the
+    PyTorch module path the converter keeps in each node's name
+    (``__module.model.layers.0.mlp.down_proj/aten::linear/MatMul``)."""
+    import fnmatch
+
     import nncf
 
+    patterns = [".*" + fnmatch.translate(p).removesuffix(r"\Z") + ".*" for p in params.skip]
+    ignored = nncf.IgnoredScope(patterns=patterns, validate=False) if patterns else None
     if params.mode == "int8":
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        return nncf.compress_weights(
+            model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored
+        )
     return nncf.compress_weights(
         model,
         mode=nncf.CompressWeightsMode.INT4_SYM,
         group_size=params.group_size,
         ratio=params.ratio,
+        ignored_scope=ignored,
     )
 
 

@@ -131,6 +131,7 @@ class OnnxQuantizeDynamicParams(StepParams):
         default="qint8", description="int8 type the MatMul/Gemm weights are stored in."
     )
     per_channel: bool = Field(default=False, description="one scale per output channel")
+    skip: ModulePatterns = Field(default_factory=list)
 
 
 class OnnxQuantizeStaticParams(StepParams):
@@ -145,6 +146,7 @@ class OnnxQuantizeStaticParams(StepParams):
         default="minmax", description="How activation ranges are chosen from the calibration."
     )
     per_channel: bool = Field(default=False, description="one weight scale per output channel")
+    skip: ModulePatterns = Field(default_factory=list)
 
 
 class OpenvinoCompressWeightsParams(StepParams):
@@ -159,6 +161,7 @@ class OpenvinoCompressWeightsParams(StepParams):
     ratio: Annotated[float, Field(gt=0, le=1)] = Field(
         default=1.0, description="int4 only: fraction of layers in int4, the rest int8."
     )
+    skip: ModulePatterns = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _int4_only(self) -> OpenvinoCompressWeightsParams:
