@@ -256,3 +256,44 @@ def test_gpu_runtimes_give_latency_and_vram(
     measured = json.loads(capsys.readouterr().out)
     assert measured["latency_gpu_ms"] > 0
     assert measured["vram_mb"] is not None and measured["vram_mb"] > 0
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_skip_keeps_the_named_modules_in_float(repo: Path, runtime: str, tmp_path: Path) -> None:
+    """``skip: ['*down_proj']`` leaves exactly those weights in float32 (compared with the
+    same step without ``skip``)."""
+    import importlib
+
+    from transformers import AutoModelForCausalLM
+
+    from mcval.backends.base import ConvertRequest
+    from mcval.submission.schema import RecipeStep
+    from mcval.tasks.common import _accepted_inputs
+
+    model = AutoModelForCausalLM.from_pretrained(repo / "models" / "llama").eval()
+    down = sum(m.weight.numel() for n, m in model.named_modules() if n.endswith("down_proj"))
+    name = "onnx_quantize_dynamic" if runtime == "onnxruntime" else "openvino_compress_weights"
+    backend = importlib.import_module(f"mcval.backends.{runtime}_backend")
+
+    def size(skip: list[str], where: str) -> dict[str, int]:
+        step = RecipeStep(name=name, params={"skip": skip} if skip else {})
+        workdir = tmp_path / where
+        workdir.mkdir()
+        request = ConvertRequest(
+            task="causal-lm",
+            model=model,
+            config=model.config,
+            accepted=_accepted_inputs(model),
+            workdir=workdir,
+            threads=1,
+            device="cpu",
+            steps=[step],
+        )
+        return backend.convert(request).size.dtype_bytes
+
+    plain, skipped = size([], "plain"), size(["*down_proj"], "skip")
+    if runtime == "onnxruntime":  # int8 values and zero points, float scales
+        assert down <= plain["int8"] - skipped["int8"] <= down + 64
+        assert skipped["float"] - plain["float"] >= 4 * down - 64
+    else:  # NNCF int8: u8 values and u8 zero points, f16/f32 scales
+        assert skipped["f32"] - plain["f32"] == 4 * down

@@ -135,9 +135,11 @@ def session(path: Path, threads: int, device: str) -> Any:
 
 
 def skipped_nodes(path: Path, patterns: list[str]) -> list[str]:
-    """Nodes whose weight initializer belongs to a skipped module: the initializer names
-    keep the PyTorch module paths (``model.layers.0.mlp.down_proj.weight``), so the same
-    globs as the PyTorch steps' ``skip`` select them."""
+    """Nodes of skipped modules, by the PyTorch module path the exporter kept: the dynamo
+    exporter's ``pkg.torch.onnx.name_scopes`` metadata (its optimizer renames folded
+    weights), else the weight initializer's name (``model.layers.0.mlp.down_proj.weight``).
+    The same globs as the PyTorch steps' ``skip`` select them."""
+    import ast
     import fnmatch
 
     import onnx
@@ -149,6 +151,11 @@ def skipped_nodes(path: Path, patterns: list[str]) -> list[str]:
     found = []
     for node in graph.node:
         modules = [n.removesuffix(".weight") for n in node.input if n in weights]
+        for prop in node.metadata_props:
+            if prop.key == "pkg.torch.onnx.name_scopes":
+                modules += [str(m) for m in ast.literal_eval(prop.value)]
+        # LogitsOnly holds the model as ``model``: its paths start with ``model.``.
+        modules += [m.removeprefix("model.") for m in modules]
         if any(fnmatch.fnmatchcase(m, p) for m in modules for p in patterns):
             found.append(node.name)
     return found
