@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 from mcval.errors import InputError, InputErrors
 from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind, resolve_metric
 from mcval.policy import Policy
+from mcval.submission.datafiles import data_file_problems
+from mcval.submission.languages import fill_normalizer, language_problems
 from mcval.submission.mistakes import (
     is_placeholder,
     nothing_reported,
@@ -336,6 +338,11 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
             )
         )
     errors.extend(_check_recipe(loaded))
+    inside = is_local and not _leaves_repository(sub.model.id, repo_root)
+    model_dir = repo_root / sub.model.id if inside else None
+    fill_normalizer(sub, policy)
+    for message, at in language_problems(sub, model_dir) + data_file_problems(sub, repo_root):
+        errors.append(doc.error(message, at))
     return errors
 
 
