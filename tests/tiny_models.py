@@ -384,3 +384,63 @@ def llama_to_gguf(source: Path, target: Path, weight_type: str = "F16") -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return target
+
+
+WHISPER_LANGUAGES = ("en", "de", "fr")
+
+
+def build_tiny_multilingual_whisper(path: Path, seed: int = 0) -> Path:
+    """Tiny multilingual Whisper: language and task tokens in the vocabulary and the
+    generation config (``lang_to_id``, ``task_to_id``, ``is_multilingual``), as the real
+    multilingual checkpoints have them, so ``generate(language=, task=)`` builds its prompt."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    languages = [f"<|{code}|>" for code in WHISPER_LANGUAGES]
+    tasks = ["<|translate|>", "<|transcribe|>"]
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *languages, *tasks, "<|notimestamps|>"]
+    tok = _byte_bpe_tokenizer(specials, model_max_length=64)
+    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
+    config = WhisperConfig(
+        vocab_size=len(tok),
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=64,
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        is_multilingual=True,
+        lang_to_id={t: ids[t] for t in languages},
+        task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]},
+        max_length=64,
+    )
+    model.save_pretrained(path)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
+        path
+    )
+    return path
