@@ -444,3 +444,40 @@ def build_tiny_multilingual_whisper(path: Path, seed: int = 0) -> Path:
         path
     )
     return path
+
+
+def build_tiny_nllb(path: Path, seed: int = 0) -> Path:
+    """Tiny NLLB (``M2M100ForConditionalGeneration`` + ``NllbTokenizerFast``, whose language
+    codes such as ``fra_Latn`` are special tokens), saved to ``path``."""
+    import torch
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizerFast
+
+    base = _byte_bpe_tokenizer(["</s>", "<s>", "<pad>", "<unk>"], model_max_length=64)
+    tok = NllbTokenizerFast(
+        tokenizer_object=base._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        src_lang="eng_Latn",
+        model_max_length=64,
+    )
+    config = M2M100Config(
+        vocab_size=len(tok),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    M2M100ForConditionalGeneration(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
