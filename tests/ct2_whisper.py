@@ -16,6 +16,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from tiny_models import whisper_special_ids
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -121,9 +122,10 @@ def convert_tiny_en(ct2_dir: Path, out: Path) -> Path:
         1 for k in tensors if k.startswith("encoder/layer_") and k.endswith("/ffn/linear_0/weight")
     )
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(ct2_dir / "tokenizer.json"))
-    special = {
-        s: tokenizer.convert_tokens_to_ids(s)
-        for s in ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>")
+    shared = {  # what the model config and the generation config both carry
+        **whisper_special_ids(tokenizer),
+        "suppress_tokens": ct2_config["suppress_ids"],
+        "begin_suppress_tokens": ct2_config["suppress_ids_begin"],
     }
     heads = int(tensors["encoder/num_heads"].item())
     config = WhisperConfig(
@@ -138,13 +140,8 @@ def convert_tiny_en(ct2_dir: Path, out: Path) -> Path:
         decoder_ffn_dim=tensors["decoder/layer_0/ffn/linear_0/weight"].shape[0],
         max_source_positions=tensors["encoder/position_encodings/encodings"].shape[0],
         max_target_positions=tensors["decoder/position_encodings/encodings"].shape[0],
-        decoder_start_token_id=special["<|startoftranscript|>"],
-        eos_token_id=special["<|endoftext|>"],
-        pad_token_id=special["<|endoftext|>"],
-        bos_token_id=special["<|endoftext|>"],
-        suppress_tokens=ct2_config["suppress_ids"],
-        begin_suppress_tokens=ct2_config["suppress_ids_begin"],
         tie_word_embeddings=True,
+        **shared,
     )
     model = WhisperForConditionalGeneration(config)
     state = {
@@ -155,15 +152,10 @@ def convert_tiny_en(ct2_dir: Path, out: Path) -> Path:
         raise ValueError(f"conversion mismatch: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=special["<|startoftranscript|>"],
-        eos_token_id=special["<|endoftext|>"],
-        pad_token_id=special["<|endoftext|>"],
-        bos_token_id=special["<|endoftext|>"],
-        no_timestamps_token_id=special["<|notimestamps|>"],
-        suppress_tokens=ct2_config["suppress_ids"],
-        begin_suppress_tokens=ct2_config["suppress_ids_begin"],
+        no_timestamps_token_id=tokenizer.convert_tokens_to_ids("<|notimestamps|>"),
         is_multilingual=False,
         max_length=config.max_target_positions,
+        **shared,
     )
     model.eval().save_pretrained(out)
     processor = WhisperProcessor(

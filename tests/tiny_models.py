@@ -253,11 +253,50 @@ def build_tiny_t5(path: Path, seed: int = 0) -> Path:
     return path
 
 
+TINY_ENCODER_DECODER = {
+    "d_model": 16,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+}
+"""Sizes of the tiny encoder-decoder builders (Whisper, NLLB)."""
+
+
+def whisper_special_ids(tok: Any) -> dict[str, int]:
+    """The start, end, pad and bos ids of a Whisper tokenizer, as ``WhisperConfig`` and
+    ``GenerationConfig`` take them."""
+    start = tok.convert_tokens_to_ids("<|startoftranscript|>")
+    end = tok.convert_tokens_to_ids("<|endoftext|>")
+    return {
+        "decoder_start_token_id": start,
+        "eos_token_id": end,
+        "pad_token_id": end,
+        "bos_token_id": end,
+    }
+
+
+def _tiny_whisper_config(tok: Any) -> Any:
+    from transformers import WhisperConfig
+
+    return WhisperConfig(
+        vocab_size=len(tok),
+        num_mel_bins=80,
+        **TINY_ENCODER_DECODER,
+        max_source_positions=1500,
+        max_target_positions=64,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+        **whisper_special_ids(tok),
+    )
+
+
 def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
     """Tiny WhisperForConditionalGeneration + WhisperProcessor (16 kHz, 80 mel bins)."""
     import torch
     from transformers import (
-        WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
         WhisperProcessor,
@@ -265,28 +304,8 @@ def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
 
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>"]
     tok = _byte_bpe_tokenizer([*specials, "<|notimestamps|>"], model_max_length=64)
-    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
-    config = WhisperConfig(
-        vocab_size=len(tok),
-        num_mel_bins=80,
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_source_positions=1500,
-        max_target_positions=64,
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        begin_suppress_tokens=None,
-        suppress_tokens=None,
-    )
     torch.manual_seed(seed)
-    WhisperForConditionalGeneration(config).eval().save_pretrained(path)
+    WhisperForConditionalGeneration(_tiny_whisper_config(tok)).eval().save_pretrained(path)
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
         path
     )
@@ -396,7 +415,6 @@ def build_tiny_multilingual_whisper(path: Path, seed: int = 0) -> Path:
     import torch
     from transformers import (
         GenerationConfig,
-        WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
         WhisperProcessor,
@@ -406,38 +424,15 @@ def build_tiny_multilingual_whisper(path: Path, seed: int = 0) -> Path:
     tasks = ["<|translate|>", "<|transcribe|>"]
     specials = ["<|endoftext|>", "<|startoftranscript|>", *languages, *tasks, "<|notimestamps|>"]
     tok = _byte_bpe_tokenizer(specials, model_max_length=64)
-    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
-    config = WhisperConfig(
-        vocab_size=len(tok),
-        num_mel_bins=80,
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_source_positions=1500,
-        max_target_positions=64,
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        begin_suppress_tokens=None,
-        suppress_tokens=None,
-    )
     torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(config).eval()
+    model = WhisperForConditionalGeneration(_tiny_whisper_config(tok)).eval()
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        no_timestamps_token_id=ids["<|notimestamps|>"],
+        no_timestamps_token_id=tok.convert_tokens_to_ids("<|notimestamps|>"),
         is_multilingual=True,
-        lang_to_id={t: ids[t] for t in languages},
-        task_to_id={"translate": ids["<|translate|>"], "transcribe": ids["<|transcribe|>"]},
+        lang_to_id={t: tok.convert_tokens_to_ids(t) for t in languages},
+        task_to_id={t.strip("<|>"): tok.convert_tokens_to_ids(t) for t in tasks},
         max_length=64,
+        **whisper_special_ids(tok),
     )
     model.save_pretrained(path)
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
@@ -464,13 +459,7 @@ def build_tiny_nllb(path: Path, seed: int = 0) -> Path:
     )
     config = M2M100Config(
         vocab_size=len(tok),
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
+        **TINY_ENCODER_DECODER,
         max_position_embeddings=64,
         pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id,
