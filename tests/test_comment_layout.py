@@ -137,5 +137,9 @@ def test_speech_rows_say_how_quality_was_computed() -> None:
         "Quality: WER/CER normaliser whisper-english · audio resampled with soxr VHQ · "
         "language de, task translate"
     )
+    translation = {"source_language": "eng_Latn", "target_language": "fra_Latn"}
+    assert quality_method_line({"details": {"quality_details": translation}}) == (
+        "Quality: languages eng_Latn → fra_Latn"
+    )
     assert quality_method_line({"details": {"quality_details": {}}}) is None
     assert quality_method_line({}) is None

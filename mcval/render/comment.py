@@ -205,6 +205,11 @@ def quality_method(measurement: dict[str, Any]) -> str | None:
         parts.append(f"audio resampled with {details['resampler']}")
     if details.get("language"):
         parts.append(f"language {details['language']}, task {details.get('task', 'transcribe')}")
+    if details.get("source_language") or details.get("target_language"):
+        source, target = details.get("source_language"), details.get("target_language")
+        parts.append(f"languages {source or '?'} → {target or '?'}")
+    if details.get("source_prefix"):
+        parts.append(f"source prefix {details['source_prefix']!r}")
     return " · ".join(parts) or None
 
 
