@@ -11,7 +11,7 @@ Here, per local data file (``evaluation.dataset.path`` json / csv / parquet / te
   ``mcval.tasks.data.media_source``).
 
 Each message names the data file, the row (1-based, as the runner does) and the folder
-paths are resolved from. Files over ``MAX_READ_BYTES`` are checked for existence only;
+paths are resolved from. Files over ``MAX_READ_BYTES`` (16 MiB) are checked for existence only;
 parquet columns are read from its schema when pyarrow is installed.
 """
 
@@ -29,7 +29,8 @@ from mcval.submission.schema import Submission
 from mcval.submission.yamlsafe import FieldPath
 
 LOCAL_BUILDERS = ("json", "csv", "parquet", "text")
-MAX_READ_BYTES = 64 << 20
+MAX_READ_BYTES = 16 << 20
+"""Larger data files are checked for existence only (the check must stay fast)."""
 MAX_ROWS = 100_000
 MAX_MEDIA_ERRORS = 5
 """Missing media files named per data file; the rest are counted."""
