@@ -193,6 +193,17 @@ def test_tiny_en_size_and_error_rates_match_an_independent_computation(
     assert sorted(originals.values()).count((22050, 1)) == 1
     text = comment.read_text(encoding="utf-8")
     assert f"Quality: WER/CER normaliser {normalizer} · audio resampled with soxr VHQ" in text
+    # `mcval measure` prints the same beside the figures a student copies.
+    from rich.console import Console
+
+    from mcval.commands.measure import render
+    from mcval.measure.measurement import Measurement
+
+    console = Console(record=True, width=400)
+    render(Measurement.model_validate(record["measurement"]), console)
+    assert f"computed on cpu; WER/CER normaliser {normalizer} · audio resampled with soxr VHQ" in (
+        console.export_text()
+    )
 
 
 def test_the_two_normalisers_disagree_on_numbers(

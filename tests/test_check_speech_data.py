@@ -102,6 +102,7 @@ def test_data_mistakes_are_caught_fast_and_without_torch(tmp_path: Path) -> None
     second each, and torch is never imported."""
     repo = _repo(tmp_path)
     _data(repo, [{"audio": "missing.wav", "txt": "x"}])
+    (repo / "data" / "ok.jsonl").write_text('{"audio": "gone.wav", "text": "x"}\n')
     code = (
         "import sys, time; from mcval.cli import main; t = time.perf_counter(); "
         f"rc = main(['check', {str(repo / 'submissions')!r}, '--repo', {str(repo)!r}]); "
@@ -111,6 +112,11 @@ def test_data_mistakes_are_caught_fast_and_without_torch(tmp_path: Path) -> None
     for data, expected in (
         ("data/nope.jsonl", "data file 'data/nope.jsonl' does not exist"),
         ("data/asr.jsonl", "data/asr.jsonl row 1: no column 'text' (role 'text')"),
+        (
+            "data/ok.jsonl",
+            "data/ok.jsonl row 1: audio file 'gone.wav' does not exist (paths in a data file "
+            "are resolved from its folder, data/)",
+        ),
     ):
         path = repo / FILE
         path.parent.mkdir(parents=True, exist_ok=True)
