@@ -235,6 +235,7 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             head_sha=args.head_sha,
             output=_path(args.output),
             pr_info_out=_path(args.pr_info_out),
+            base_only=args.base_only,
         )
 
     def fetch(args: argparse.Namespace) -> int:
@@ -280,6 +281,8 @@ def _ci_handlers(connect: Connect) -> dict[str, Handler]:
             output=Path(args.output),
             head_sha=args.head_sha,
             removed=args.removed,
+            pr=args.pr,
+            connect=connect,
         )
 
     def publish(args: argparse.Namespace) -> int:
@@ -340,6 +343,9 @@ def _add_ci(sub: Any, connect: Connect) -> None:
     changed.add_argument(
         "--pr-info-out", help="write pr.json (number, head SHA) for the measuring workflow"
     )
+    changed.add_argument(
+        "--base-only", action="store_true", help="only say which base branch, and if served"
+    )
 
     fetch = step("fetch", "write the PR's submission files at its head SHA into a dir")
     pr_options(fetch)
@@ -367,16 +373,21 @@ def _add_ci(sub: Any, connect: Connect) -> None:
     report.add_argument("--head-sha", help="the PR head the results are for")
     report.add_argument("--output", required=True, help="write the combined comment here")
     report.add_argument("--removed", help="the plan's deleted submission paths (JSON list)")
+    report.add_argument(
+        "--pr", type=int, help="name the PR's base branch and check its title (via the API)"
+    )
 
     results = step("results", "accept the runner's result records (vetted) into results/")
     results.add_argument(
         "--from", dest="source", required=True, help="the runner's results tree (untrusted)"
     )
 
-    publish = step("publish", "commit README, plot and results to the default branch")
+    publish = step("publish", "commit README, plot and results to a course branch")
     publish.add_argument("--files", nargs="+", required=True, help="files or dirs, repo-relative")
     publish.add_argument("--message", default="mcval: update results table", help="commit message")
-    publish.add_argument("--branch", help="target branch (default: the repository's default)")
+    publish.add_argument(
+        "--branch", help="course branch to commit to ([github] branches; default: the default)"
+    )
     publish.add_argument("--base-sha", help="commit the files were generated from (3-way check)")
     publish.add_argument(
         "--missing-ok", action="store_true", help="skip named files that do not exist"

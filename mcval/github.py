@@ -89,6 +89,7 @@ class PullInfo(_Model):
     base_sha: str
     author: str
     author_association: str = "NONE"
+    title: str = ""
 
 
 class CommentResult(_Model):
@@ -238,6 +239,7 @@ class GithubClient:
                 base_sha=pr.base.sha,
                 author=pr.user.login,
                 author_association=str(pr.raw_data.get("author_association") or "NONE"),
+                title=str(pr.title or ""),
             )
 
         return self._call(f"read pull request #{number}", "pull-requests: read", get)
@@ -367,7 +369,7 @@ class GithubClient:
             lambda: self.gh.requester.requestJsonAndCheck("POST", url, input=payload),
         )
 
-    # -- publishing on the default branch -----------------------------------------------------
+    # -- publishing on a course branch --------------------------------------------------------
     def default_branch(self) -> str:
         return str(
             self._call(

@@ -173,6 +173,18 @@ class GithubPolicy(_Section):
         description="Also count as maintainers the logins whose repository role is admin or "
         "maintain (GitHub's collaborator-permission API).",
     )
+    branches: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=lambda: ["main", "lesson-*"],
+        min_length=1,
+        description="Glob patterns of the base branches the bot serves (one table each); a "
+        "pull request into another branch gets a neutral status, a push elsewhere is never "
+        "published.",
+    )
+    title_pattern: str = Field(
+        default="<team> HW-<n>",
+        description="Expected pull-request title; <team> and <n> (the homework number, the "
+        "first number in a branch's name) are compared and a mismatch is a warning.",
+    )
 
 
 class Policy(_Section):

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
+import pytest
+
 from mcval.ci.actions import github_client
 from mcval.ci.plan import slug_of
 from mcval.cli import build_parser, dispatch
@@ -75,6 +77,34 @@ def ci_main(argv: list[str]) -> int:
     """``mcval <argv>`` with the ``ci`` tree built around ``FAST_CONNECT``, errors handled by
     ``mcval.cli.dispatch`` exactly as ``mcval.cli.main`` handles them."""
     return dispatch(build_parser(connect=FAST_CONNECT).parse_args(argv))
+
+
+def job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, token: str) -> Path:
+    """A fresh job: its own output/summary files and token, like a runner gives it."""
+    folder = tmp_path / name
+    folder.mkdir()
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(folder / "output"))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(folder / "summary.md"))
+    return folder
+
+
+def local_submission(team: str) -> str:
+    """A submission whose model and evaluation data are files under its team's directory
+    (a change to them must measure it)."""
+    return f"""\
+schema: 1
+team: {team}
+model:
+  id: ./submissions/{team}/model
+  task: text-classification
+method: {{name: fp32}}
+evaluation:
+  dataset:
+    path: json
+    split: train
+    data_files: [submissions/{team}/data/eval.jsonl]
+"""
 
 
 def read_outputs(path: Path) -> dict[str, str]:

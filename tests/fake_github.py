@@ -80,6 +80,7 @@ class Pull:
     author_association: str = "CONTRIBUTOR"
     state: str = "open"
     files: list[dict[str, Any]] = field(default_factory=list)
+    title: str | None = None
 
 
 @dataclass
@@ -207,13 +208,31 @@ class FakeGithub:
         self.commits[sha] = {"tree": tree, "parents": parents, "message": message}
         return sha
 
-    def push(self, repo: str, files: dict[str, bytes | str | None], message: str) -> str:
-        """A commit on the default branch (what a merge does); returns its sha."""
+    def push(
+        self,
+        repo: str,
+        files: dict[str, bytes | str | None],
+        message: str,
+        branch: str | None = None,
+    ) -> str:
+        """A commit on ``branch`` (default: the default branch; what a merge does)."""
         with self.lock:
             r = self.repos[repo]
-            ref = f"heads/{r.default_branch}"
+            ref = f"heads/{branch or r.default_branch}"
             sha = self.make_commit(files, [r.refs[ref]], message)
             r.refs[ref] = sha
+            return sha
+
+    def create_branch(
+        self, repo: str, branch: str, files: dict[str, bytes | str | None], source: str = ""
+    ) -> str:
+        """A branch started from ``source`` (default: the default branch) with ``files``
+        changed in one commit, as a maintainer creates a lesson branch; returns its sha."""
+        with self.lock:
+            r = self.repos[repo]
+            parent = r.refs[f"heads/{source or r.default_branch}"]
+            sha = self.make_commit(files, [parent], f"create {branch}")
+            r.refs[f"heads/{branch}"] = sha
             return sha
 
     def open_pull(
@@ -226,11 +245,15 @@ class FakeGithub:
         author_association: str = "CONTRIBUTOR",
         head_sha: str | None = None,
         number: int | None = None,
+        base_ref: str | None = None,
+        title: str | None = None,
     ) -> Pull:
-        """A pull request whose head commit (in ``head_repo``) changes ``files`` on base."""
+        """A pull request whose head commit (in ``head_repo``) changes ``files`` on the
+        base branch ``base_ref`` (default: the default branch)."""
         with self.lock:
             base = self.repos[base_repo]
-            base_sha = base.refs[f"heads/{base.default_branch}"]
+            base_ref = base_ref or base.default_branch
+            base_sha = base.refs[f"heads/{base_ref}"]
             head_sha = self.make_commit(files, [base_sha], f"change by {author}", sha=head_sha)
             self.repos[head_repo].refs[f"heads/{head_ref}"] = head_sha
             number = number or 1 + max((n for (r, n) in self.pulls if r == base_repo), default=0)
@@ -240,10 +263,11 @@ class FakeGithub:
                 head_repo=head_repo,
                 head_ref=head_ref,
                 head_sha=head_sha,
-                base_ref=base.default_branch,
+                base_ref=base_ref,
                 base_sha=base_sha,
                 author=author,
                 author_association=author_association,
+                title=title,
             )
             pull.files = self._diff(base_sha, head_sha)
             self.pulls[(base_repo, number)] = pull
@@ -359,7 +383,7 @@ class FakeGithub:
             "id": 5000 + pull.number,
             "number": pull.number,
             "state": pull.state,
-            "title": f"Submission by {pull.author}",
+            "title": pull.title or f"Submission by {pull.author}",
             "url": f"{api}/pulls/{pull.number}",
             "html_url": f"https://github.com/{pull.base_repo}/pull/{pull.number}",
             "issue_url": f"{api}/issues/{pull.number}",
@@ -459,6 +483,7 @@ def _make_handler(fake: FakeGithub) -> type[BaseHTTPRequestHandler]:
     routes: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)", "get_repo"),
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<n>\d+)", "get_pull"),
+        ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/branches", "list_branches"),
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<n>\d+)/files", "pull_files"),
         ("GET", r"/repos/(?P<repo>[^/]+/[^/]+)/contents/(?P<path>.+)", "contents"),
         (
@@ -704,6 +729,20 @@ def _make_handler(fake: FakeGithub) -> type[BaseHTTPRequestHandler]:
             }
             fake.statuses.setdefault((repo, sha), []).append(record)
             return 201, record, {}
+
+        def list_branches(self, repo: str) -> tuple[int, Any, dict[str, str]]:
+            r = self._repo(repo)
+            api = f"{fake.url}/repos/{repo}"
+            items = [
+                {
+                    "name": ref.removeprefix("heads/"),
+                    "commit": {"sha": sha, "url": f"{api}/commits/{sha}"},
+                    "protected": False,
+                }
+                for ref, sha in sorted(r.refs.items())
+                if ref.startswith("heads/")
+            ]
+            return self._page(items)
 
         def get_ref(self, repo: str, ref: str) -> tuple[int, Any, dict[str, str]]:
             r = self._repo(repo)

@@ -18,6 +18,7 @@ from ci_helpers import (
     INT8_YAML,
     RUNNER,
     ci_main,
+    job,
     make_record,
     read_outputs,
     write_cell,
@@ -77,16 +78,6 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeGithu
         monkeypatch.setenv("GITHUB_RUN_ID", "7001")
         monkeypatch.chdir(tmp_path)
         yield fake
-
-
-def job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, token: str) -> Path:
-    """A fresh job: its own output/summary files and token, like a runner gives it."""
-    folder = tmp_path / name
-    folder.mkdir()
-    monkeypatch.setenv("GITHUB_TOKEN", token)
-    monkeypatch.setenv("GITHUB_OUTPUT", str(folder / "output"))
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(folder / "summary.md"))
-    return folder
 
 
 def run_check_workflow(mp: pytest.MonkeyPatch, tmp_path: Path, event: Path, tag: str) -> Path:
@@ -174,7 +165,7 @@ def test_validation_runs_in_workflow_order(
     artifact = run_check_workflow(monkeypatch, tmp_path, sync, "2")
     assert (tmp_path / "base" / INT8).read_text() == fixed
     posted, record = run_measure_workflow(monkeypatch, tmp_path, artifact, new_sha, "2")
-    assert record.verdict == "pass"
+    assert record.verdict == "pass", record.model_dump_json(indent=1)
 
     bot = world.bot_comments(BASE, 42, BOT)
     assert len(bot) == 1 and bot[0].updated == 1

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ci_helpers import ci_main, read_outputs
+from ci_helpers import ci_main, local_submission, read_outputs
 from fake_github import FakeGithub
 
 from mcval.ci.plan import slug_of
@@ -21,19 +21,7 @@ from mcval.ci.plan import slug_of
 BASE = "course/table"
 FORK = "student/table"
 TEAMS = '[github.teams]\nalpha = ["alice"]\nbeta = ["bob"]\n'
-LOCAL = """\
-schema: 1
-team: alpha
-model:
-  id: ./submissions/alpha/model
-  task: text-classification
-method: {name: fp32}
-evaluation:
-  dataset:
-    path: json
-    split: train
-    data_files: [submissions/alpha/data/eval.jsonl]
-"""
+LOCAL = local_submission("alpha")
 BASE_FILES = {
     "README.md": "# Course\n",
     "submissions/alpha/local.yaml": LOCAL,

@@ -58,7 +58,8 @@ def hostile_results(repo: Path, runner_results: Path) -> bytes:
     """What a compromised runner leaves; returns the bytes of the one honest record."""
     record = make_record(repo, OWN, INT8_MEASURED).model_copy(update={"verdict": "pass"})
     honest = save_record(runner_results, record).read_bytes()
-    forged = record.model_copy(update={"id": "quant_squad/fp16", "team": "quant_squad"})
+    # deep: the shared INT8_MEASURED must not change under other tests
+    forged = record.model_copy(update={"id": "quant_squad/fp16", "team": "quant_squad"}, deep=True)
     forged.measured.weights_mb = 1.0
     save_record(runner_results, forged)  # another team's row, no such submission merged
     other = record.model_copy(update={"id": "ml_masters/int4"})
@@ -136,10 +137,11 @@ def test_publish_refuses_a_file_it_does_not_own(
 def test_table_after_vetting_shows_no_forged_row(tmp_path: Path) -> None:
     """The table is regenerated from what was accepted: the forged row never renders."""
     from mcval.cli import main as mcval_main
+    from mcval.policy import DEFAULT_HEADING
 
     repo = merged_checkout(tmp_path / "repo")
     (repo / ".git").mkdir()
-    (repo / "README.md").write_text("# Course\n")
+    (repo / "README.md").write_text(f"# Course\n\n## {DEFAULT_HEADING}\n")
     hostile_results(repo, tmp_path / "artifact")
     assert (
         ci_main(["ci", "results", "--repo", str(repo), "--from", str(tmp_path / "artifact")]) == 0

@@ -76,6 +76,8 @@ def test_changed_lists_submissions_and_writes_the_matrix(fake: FakeGithub, tmp_p
     }
     assert outputs == {
         "stale": "false",
+        "served": "true",
+        "base_ref": "main",
         "pr": str(pull.number),
         "head_sha": pull.head_sha,
         "count": "1",

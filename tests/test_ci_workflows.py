@@ -98,18 +98,28 @@ def test_measure_is_gated_isolated_and_split_from_the_write_token() -> None:
     assert jobs["report"]["runs-on"] == "ubuntu-latest"
     downloads = [s for s in jobs["report"]["steps"] if "download-artifact" in s.get("uses", "")]
     assert [d["with"]["pattern"] for d in downloads] == ["results-*"]
-    for job in jobs.values():
-        for step in job["steps"]:
-            if "checkout" in step.get("uses", ""):
-                assert step["with"]["ref"] == "${{ github.event.repository.default_branch }}"
+    for name, job in jobs.items():
+        refs = [s["with"]["ref"] for s in job["steps"] if "checkout" in s.get("uses", "")]
+        # mcval and the workflow always come from the default branch; the measuring job
+        # reads the PR's BASE branch (its baselines, results, README) as data, second.
+        assert refs[0] == "${{ github.event.repository.default_branch }}", name
+        second = {
+            "plan": ["${{ steps.base.outputs.base_ref }}"],
+            "measure": ["${{ needs.plan.outputs.base_ref }}"],
+        }
+        assert refs[1:] == second.get(name, []), name
     writers = [n for n, j in jobs.items() if any(v == "write" for v in j["permissions"].values())]
-    assert sorted(writers) == ["pending", "report"]
+    assert sorted(writers) == ["pending", "report", "unserved"]
+    assert jobs["unserved"]["permissions"] == {"statuses": "write"}
     assert "self-hosted" not in str(jobs["report"]["runs-on"])
 
 
 def test_publish_is_serialized_and_commits_from_a_hosted_runner() -> None:
     workflow = load(WORKFLOWS / "publish.yml")
-    assert workflow["concurrency"] == {"group": "mcval-publish", "cancel-in-progress": False}
+    assert workflow["concurrency"] == {
+        "group": "mcval-publish-${{ github.ref_name }}",
+        "cancel-in-progress": False,
+    }
     jobs = workflow["jobs"]
     assert jobs["measure"]["permissions"] == {"contents": "read"}
     assert jobs["publish"]["permissions"] == {"contents": "write"}
@@ -201,3 +211,52 @@ def test_dependabot_keeps_actions_and_requirements_current() -> None:
     ecosystems = {u["package-ecosystem"]: u["directory"] for u in config["updates"]}
     assert ecosystems == {"github-actions": "/", "pip": "/requirements"}
     assert "dependabot" in (ROOT / "docs/maintainers.md").read_text().lower()
+
+
+def test_workflows_serve_the_course_branches() -> None:
+    """Issue 20: publish runs on a merge into any course branch (the policy's default
+    `[github] branches`), reads and writes THAT branch, one run at a time per branch;
+    check runs on pull requests into every branch (an unserved one gets a neutral
+    status from measure.yml's `unserved` job), and no job gained a permission."""
+    from mcval.policy import Policy
+
+    publish = load(WORKFLOWS / "publish.yml")
+    assert publish["on"]["push"]["branches"] == Policy().github.branches == ["main", "lesson-*"]
+    assert publish["on"]["push"]["paths"] == ["submissions/**", "mcval.toml"]
+    assert "branches" not in load(WORKFLOWS / "check.yml")["on"]["pull_request"]
+    jobs = publish["jobs"]
+    checkout = next(s for s in jobs["measure"]["steps"] if "checkout" in s.get("uses", ""))
+    assert checkout["with"]["ref"] == "${{ github.ref_name }}"
+    commit = next(s for s in jobs["publish"]["steps"] if "ci publish" in s.get("run", ""))
+    assert commit["env"]["BRANCH"] == "${{ github.ref_name }}"
+    assert '--branch "$BRANCH"' in commit["run"]
+    measure = load(WORKFLOWS / "measure.yml")["jobs"]
+    unserved = measure["unserved"]
+    assert unserved["if"] == (
+        "needs.plan.outputs.stale == 'false' && needs.plan.outputs.served == 'false'"
+    )
+    assert "--state success" in unserved["steps"][-1]["run"]
+    for name in ("pending", "measure", "report"):
+        assert "needs.plan.outputs.served == 'true'" in measure[name]["if"], name
+    report = next(s for s in measure["report"]["steps"] if "ci report" in s.get("run", ""))
+    assert '--pr "$PR_NUMBER"' in report["run"]
+    permissions = {
+        (path.name, name): job["permissions"]
+        for path in FILES
+        for name, job in load(path)["jobs"].items()
+    }
+    assert permissions == {
+        ("check.yml", "check"): {"contents": "read", "pull-requests": "read"},
+        ("lint.yml", "lint"): {"contents": "read"},
+        ("measure.yml", "plan"): {
+            "actions": "read",
+            "contents": "read",
+            "pull-requests": "read",
+        },
+        ("measure.yml", "unserved"): {"statuses": "write"},
+        ("measure.yml", "pending"): {"statuses": "write"},
+        ("measure.yml", "measure"): {"contents": "read", "pull-requests": "read"},
+        ("measure.yml", "report"): {"pull-requests": "write", "statuses": "write"},
+        ("publish.yml", "measure"): {"contents": "read"},
+        ("publish.yml", "publish"): {"contents": "write"},
+    }

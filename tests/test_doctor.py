@@ -25,8 +25,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.mark.skipif(not NO_GPU, reason="checks the no-GPU machine")
 def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
-    repo: Path, capsys: pytest.CaptureFixture[str]
+    repo: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)  # never the network from a test
     code = main(["doctor", "--repo", str(repo)])
     out = capsys.readouterr().out
     assert code == ExitCode.OK, out
@@ -34,13 +35,14 @@ def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
     names = [line[6:].split("  ")[0].strip() for line in lines[:-1]]
     assert names == [
         "python", "torch", "gpu", "runtimes", "model cache", "dataset cache", "caches per job",
-        "child environment", "child directory", "peak memory", "time limit", "cpu governor",
-        "clock", "cpu load",
+        "course branches", "child environment", "child directory", "peak memory", "time limit",
+        "cpu governor", "clock", "cpu load",
     ]  # fmt: skip
     assert re.search(
         r"^info  gpu +no GPU visible to the measuring child: CPU figures only$", out, re.M
     )
     assert re.search(r"^ok    torch +2\.\d+\.\d+\S*, built for CUDA", out, re.M)
+    assert re.search(r"^info  course branches +not in a job / no token$", out, re.M)
     assert re.search(r"^ok    child environment +\d+ variables, tokens visible: none$", out, re.M)
     peak = re.search(r"read as ([\d.]+) MiB in the child \(vmhwm\) and ([\d.]+) MiB", out)
     assert peak and all(abs(float(v) / 256 - 1) <= 0.05 for v in peak.groups()), out
@@ -95,3 +97,49 @@ def test_caches_must_be_per_job_in_actions(monkeypatch: pytest.MonkeyPatch, tmp_
     assert shared.detail.startswith(f"HF_HOME={tmp_path / 'shared' / 'hf'} is outside this job's")
     monkeypatch.setenv("HF_HOME", str(job / "hf"))
     assert check_caches_per_job().status == "ok"
+
+
+def test_course_branches_outside_a_job_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mcval.commands.doctor import check_course_branches
+
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    check = check_course_branches(Policy())
+    assert (check.name, check.status, check.detail) == (
+        "course branches",
+        "info",
+        "not in a job / no token",
+    )
+
+
+def test_course_branches_are_listed_with_whether_each_has_a_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 20.5: in a job, doctor lists the branches `[github] branches` serves and says
+    which README lacks the table heading (a lesson branch created without it)."""
+    from ci_helpers import FAST_CONNECT
+    from fake_github import FakeGithub
+
+    from mcval.commands.doctor import check_course_branches
+    from mcval.policy import DEFAULT_HEADING
+
+    table = f"# Course\n\n### {DEFAULT_HEADING}\n| a | b |\n| --- | --- |\n"
+    with FakeGithub() as fake:
+        fake.add_token("ro")
+        fake.create_repo("course/table", {"README.md": table})
+        fake.create_branch("course/table", "lesson-1-intro", {})
+        fake.create_branch("course/table", "lesson-2-quantization", {"README.md": "# HW 2\n"})
+        fake.create_branch("course/table", "lesson-3-pruning", {"README.md": None})
+        fake.create_branch("course/table", "feature-x", {})
+        monkeypatch.setenv("GITHUB_REPOSITORY", "course/table")
+        monkeypatch.setenv("GITHUB_API_URL", fake.url)
+        monkeypatch.setenv("GITHUB_TOKEN", "ro")
+        check = check_course_branches(Policy(), FAST_CONNECT)
+        assert (check.status, check.detail) == (
+            "warn",
+            "lesson-1-intro (table), lesson-2-quantization (no heading "
+            f"{DEFAULT_HEADING!r} in README.md), lesson-3-pruning (no README.md), main (table)",
+        )
+        monkeypatch.setenv("GITHUB_TOKEN", "revoked")
+        check = check_course_branches(Policy(), FAST_CONNECT)
+        assert check.status == "warn"
+        assert check.detail.startswith("GitHub answered 401 to list the branches of course/table")

@@ -413,12 +413,12 @@ def github(repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
 def test_publish_during_a_github_outage_writes_nothing_then_a_rerun_writes_all(
     github: FakeGithub, repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (repo / "results" / "alpha").mkdir(parents=True)
-    (repo / "results" / "alpha" / "a.json").write_text('{"id": "alpha/a"}\n')
+    # (Result records are vetted against the merged submissions: test_ci_publish_vetting.)
     (repo / "README.md").write_text("# Course\n| table |\n")
+    (repo / "results.svg").write_text("<svg/>\n")
     tip = github.branch_sha(BASE)
     github.inject(503, count=20, message="Service Unavailable", method="POST")
-    argv = ["ci", "publish", "--repo", str(repo), "--files", "README.md", "results"]
+    argv = ["ci", "publish", "--repo", str(repo), "--files", "README.md", "results.svg"]
     code, out, err = run(argv, capsys)
     assert code == 2
     assert err.splitlines() == [
@@ -430,7 +430,7 @@ def test_publish_during_a_github_outage_writes_nothing_then_a_rerun_writes_all(
     code, out, err = run(argv, capsys)
     assert code == 0 and out.startswith("published 2 file(s) in ")
     assert github.file_at(BASE, "main", "README.md") == b"# Course\n| table |\n"
-    assert github.file_at(BASE, "main", "results/alpha/a.json") == b'{"id": "alpha/a"}\n'
+    assert github.file_at(BASE, "main", "results.svg") == b"<svg/>\n"
 
 
 def test_comment_survives_5xx_and_secondary_rate_limits(

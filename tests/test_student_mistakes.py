@@ -31,7 +31,7 @@ model:
 method:
   name: fp32
 evaluation:
-  dataset: {{path: glue, name: sst2, split: validation}}
+  dataset: {{path: nyu-mll/glue, name: sst2, split: validation}}
 reported:
   weights_mb: 16.73
   quality: {{accuracy: 0.81}}
@@ -77,8 +77,9 @@ def test_capitalised_metric_names_are_read_as_the_metric_and_said_so(tmp_path: P
 
 def test_metric_aliases_in_evaluation_metrics(tmp_path: Path) -> None:
     text = ROW.replace(
-        "  dataset: {path: glue, name: sst2, split: validation}\n",
-        "  dataset: {path: glue, name: sst2, split: validation}\n  metrics: [Accuracy, F1]\n",
+        "  dataset: {path: nyu-mll/glue, name: sst2, split: validation}\n",
+        "  dataset: {path: nyu-mll/glue, name: sst2, split: validation}\n"
+        "  metrics: [Accuracy, F1]\n",
     )
     loaded = load(tmp_path, text)
     assert loaded.submission.evaluation.metrics == ["accuracy", "macro_f1"]
@@ -216,8 +217,9 @@ def test_a_size_off_by_another_ratio_has_no_decimal_hint(tmp_path: Path) -> None
 
 def test_unknown_column_role(tmp_path: Path) -> None:
     text = ROW.replace(
-        "  dataset: {path: glue, name: sst2, split: validation}\n",
-        "  dataset: {path: glue, name: sst2, split: validation}\n  columns: {picture: img}\n",
+        "  dataset: {path: nyu-mll/glue, name: sst2, split: validation}\n",
+        "  dataset: {path: nyu-mll/glue, name: sst2, split: validation}\n"
+        "  columns: {picture: img}\n",
     )
     assert errors_of(tmp_path, text) == [
         f"{FILE}:11:13: evaluation.columns: unknown role 'picture' for text-classification; "
@@ -240,7 +242,7 @@ def test_revision_placeholder_from_the_docs(tmp_path: Path) -> None:
     assert errors_of(tmp_path, text) == [
         f"{FILE}:5:13: model.revision: '<sha>' is a placeholder; write the model's 40-character "
         "commit sha (submissions/README.md says where to find it)",
-        f"{FILE}:10:66: evaluation.dataset.revision: '<commit sha>' is a placeholder; write the "
+        f"{FILE}:10:74: evaluation.dataset.revision: '<commit sha>' is a placeholder; write the "
         "dataset's 40-character commit sha (submissions/README.md says where to find it)",
     ]
 
@@ -346,7 +348,7 @@ def test_a_bare_dash_says_to_quote_it(tmp_path: Path) -> None:
 def test_import_placeholders_are_errors(tmp_path: Path) -> None:
     text = (
         ROW.replace("team: t1", "team: TODO-team")
-        .replace("path: glue", "path: TODO/dataset")
+        .replace("path: nyu-mll/glue", "path: TODO/dataset")
         .replace("name: fp32", "name: TODO method")
     )
     assert errors_of(tmp_path, text, rel="submissions/TODO-team/row.yaml") == [

@@ -192,7 +192,7 @@ model: {{id: org/tiny-bert, revision: 0123456789abcdef0123456789abcdef01234567,
         task: text-classification}}
 method: {{name: "{method}"}}
 evaluation:
-  dataset: {{path: glue, name: sst2, split: validation, samples: 64}}
+  dataset: {{path: nyu-mll/glue, name: sst2, split: validation, samples: 64}}
 reported:
   weights_mb: {weights}
   latency_cpu_ms: 3.1

@@ -4,6 +4,8 @@
   step outputs, the step summary, workflow commands, untrusted text in the log).
 - ``rules``: the pull-request rules that need no network (allowed paths, team ownership,
   the sticky comment's body).
+- ``branches``: the course branches the bot serves (``[github] branches``) and the PR
+  title convention, also without a network.
 - ``plan`` (``ci changed``), ``fetch``, ``report``, ``comment``, ``status``, ``publish``:
   one plain function per step, typed keyword arguments, no argparse (``mcval.cli`` holds
   the ``mcval ci`` flags and calls them).

@@ -96,6 +96,11 @@ def running_in_actions() -> bool:
 # -- the GitHub client ------------------------------------------------------------------------
 
 
+def github_job_available() -> bool:
+    """Whether a GitHub client can be made here: a repository and a token (in a job)."""
+    return bool(os.environ.get("GITHUB_REPOSITORY") and os.environ.get("GITHUB_TOKEN"))
+
+
 def github_client(policy: Policy, **options: Any) -> GithubClient:
     """The client for this job's repository (``GITHUB_TOKEN``, ``GITHUB_REPOSITORY``,
     ``GITHUB_API_URL``); ``options`` go to ``GithubClient`` (retries, throttling)."""

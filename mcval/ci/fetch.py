@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from mcval.ci.actions import Connect, log_safe
+from mcval.ci.actions import Connect, log_safe, print_untrusted
 from mcval.ci.plan import (
     StalePullRequest,
+    UnservedBranch,
     plan,
     report_violations,
     resolve_head_sha,
@@ -67,6 +68,11 @@ def run_fetch(
         pull, report = plan(client, policy, number, resolve_head_sha(head_sha), repo)
     except StalePullRequest as exc:
         raise InputError(str(exc)) from None
+    except UnservedBranch as exc:
+        print_untrusted(f"notice: {exc}")
+        if listing:
+            listing.write_text("", encoding="utf-8")
+        return ExitCode.OK
     if report.violations:
         return report_violations(report)
     wanted = set(only)

@@ -27,6 +27,7 @@ from mcval.ci.actions import (
     write_outputs,
     write_step_summary,
 )
+from mcval.ci.branches import served, unserved_description
 from mcval.ci.dependents import dependent_submissions, unmeasured_changes
 from mcval.ci.rules import (
     MAINTAINER_ROLES,
@@ -82,10 +83,23 @@ class ChangedReport(_Strict):
         default_factory=list, description="other files under submissions/ the PR deletes"
     )
     violations: list[str]
+    base_ref: str = Field(default="", description="the branch the PR merges into (served)")
 
 
 class StalePullRequest(McvalError):
     """The PR's head moved since the run was triggered; the newer push gets its own run."""
+
+
+class UnservedBranch(McvalError):
+    """The PR merges into a branch the policy's ``[github] branches`` does not name."""
+
+    def __init__(self, pr: PullInfo, policy: Policy) -> None:
+        self.pr = pr
+        self.description = unserved_description(pr.base_ref, policy)
+        super().__init__(
+            f"pull request #{pr.number} merges into {pr.base_ref!r}, which mcval does not "
+            f"serve ([github] branches = {policy.github.branches}); nothing is checked"
+        )
 
 
 def slug_of(submission_id: str) -> str:
@@ -149,6 +163,23 @@ def resolve_head_sha(head_sha: str | None = None) -> str | None:
 # -- the plan -----------------------------------------------------------------------------------
 
 
+def open_pull(
+    client: GithubClient, policy: Policy, number: int, expected_sha: str | None
+) -> PullInfo:
+    """The PR, if it is still open at ``expected_sha`` and merges into a served branch."""
+    pr = client.pull_request(number)
+    if expected_sha is not None and pr.head_sha != expected_sha:
+        raise StalePullRequest(
+            f"pull request #{number} moved on: its head is {pr.head_sha[:12]}, this run was "
+            f"for {expected_sha[:12]}; the run for the newer push measures it"
+        )
+    if pr.state != "open":
+        raise StalePullRequest(f"pull request #{number} is {pr.state}; nothing to validate")
+    if not served(pr.base_ref, policy):
+        raise UnservedBranch(pr, policy)
+    return pr
+
+
 def plan(
     client: GithubClient,
     policy: Policy,
@@ -162,14 +193,7 @@ def plan(
     model directory the PR changes is measured too, and a changed file that nothing would
     measure is a violation: a PR never goes green on data, weights or deletions alone.
     """
-    pr = client.pull_request(number)
-    if expected_sha is not None and pr.head_sha != expected_sha:
-        raise StalePullRequest(
-            f"pull request #{number} moved on: its head is {pr.head_sha[:12]}, this run was "
-            f"for {expected_sha[:12]}; the run for the newer push measures it"
-        )
-    if pr.state != "open":
-        raise StalePullRequest(f"pull request #{number} is {pr.state}; nothing to validate")
+    pr = open_pull(client, policy, number, expected_sha)
     files = client.changed_files(number)
     violations: list[PathViolation] = check_paths_allowed(files, policy)
     violations += check_team_ownership(
@@ -216,6 +240,7 @@ def plan(
         data_files=data_files,
         removed_data=removed_data,
         violations=[str(v) for v in violations],
+        base_ref=pr.base_ref,
     )
     return pr, report
 
@@ -238,6 +263,12 @@ def report_violations(report: ChangedReport) -> ExitCode:
 # -- the step -----------------------------------------------------------------------------------
 
 
+def _write_json(path: Path | None, model: BaseModel) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
 def run_changed(
     repo: Path,
     *,
@@ -247,32 +278,59 @@ def run_changed(
     head_sha: str | None = None,
     output: Path | None = None,
     pr_info_out: Path | None = None,
+    base_only: bool = False,
 ) -> ExitCode:
     """List the PR's changed submissions, enforce allowed paths and team ownership.
 
+    With ``base_only`` only decide the base branch (outputs ``stale``, ``served``,
+    ``base_ref``, ``pr``, ``head_sha``): measure.yml's plan job asks this with the default
+    branch's policy, then checks that branch out and plans on it.
+
     Writes ``output`` (a ``ChangedReport`` JSON), ``pr_info_out`` (``pr.json``) and the
     step outputs ``pr``, ``head_sha``, ``count``, ``ids`` (JSON list), ``matrix``
-    (``{"include": [...]}``) and ``stale`` ("true" when the PR moved on or closed:
-    downstream jobs skip).
+    (``{"include": [...]}``), ``base_ref`` (the served branch the PR merges into), ``stale``
+    ("true" when the PR moved on or closed: downstream jobs skip) and ``served`` ("false"
+    for a PR into a branch the policy does not serve: only a neutral status follows, with
+    ``description``).
     """
     policy = load_policy(repo)
     client = connect(policy)
     number = resolve_pr_number(pr, pr_info)
     try:
+        if base_only:
+            pull = open_pull(client, policy, number, resolve_head_sha(head_sha))
+            base = {"stale": "false", "served": "true", "base_ref": pull.base_ref}
+            write_outputs({**base, "pr": str(pull.number), "head_sha": pull.head_sha})
+            print(f"pull request #{pull.number} merges into {pull.base_ref} (served)")
+            return ExitCode.OK
         _, report = plan(client, policy, number, resolve_head_sha(head_sha), repo)
     except StalePullRequest as exc:
         print_untrusted(f"notice: {exc}")
         write_outputs({"stale": "true", "count": "0", "pr": str(number)})
         return ExitCode.OK
+    except UnservedBranch as exc:
+        print_untrusted(f"notice: {exc}")
+        _write_json(pr_info_out, PrInfo(number=exc.pr.number, head_sha=exc.pr.head_sha))
+        write_outputs(
+            {
+                "stale": "false",
+                "served": "false",
+                "count": "0",
+                "pr": str(exc.pr.number),
+                "head_sha": exc.pr.head_sha,
+                "description": exc.description,
+            }
+        )
+        return ExitCode.OK
     info = PrInfo(number=report.pr, head_sha=report.head_sha)
-    for out_path, model in ((output, report), (pr_info_out, info)):
-        if out_path:
-            out_path.parent.mkdir(parents=True, exist_ok=True)
-            out_path.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    _write_json(output, report)
+    _write_json(pr_info_out, info)
     matrix = {"include": [e.model_dump() for e in report.submissions]}
     write_outputs(
         {
             "stale": "false",
+            "served": "true",
+            "base_ref": report.base_ref,
             "pr": str(report.pr),
             "head_sha": report.head_sha,
             "count": str(len(report.submissions)),

@@ -1,7 +1,9 @@
-"""``mcval ci publish``: the regenerated README, plot and ``results/`` on the default branch.
+"""``mcval ci publish``: the regenerated README, plot and ``results/`` on a course branch.
 
 One commit via the git data API, never a push from a checkout: the publish job holds
-``contents: write`` and runs no code from a pull request.
+``contents: write`` and runs no code from a pull request. The branch is the one the merge
+went into (``--branch``, from the push event); it must match the policy's
+``[github] branches``, so nothing a pull request contains can point the write elsewhere.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mcval.ci.actions import (
     write_outputs,
     write_step_summary,
 )
+from mcval.ci.branches import require_served
 from mcval.ci.rules import SHA_PATTERN
 from mcval.ci.vet import report_refused, vet_results
 from mcval.errors import ExitCode, InputError
@@ -71,7 +74,8 @@ def run_publish(
     base_sha: str | None = None,
     missing_ok: bool = False,
 ) -> ExitCode:
-    """Commit ``files`` to ``branch`` (default: the repository's default branch), once.
+    """Commit ``files`` to ``branch`` (default: the repository's default branch), once;
+    a branch the policy does not serve is refused before anything is read or written.
 
     When the branch moved meanwhile the commit is rebuilt on the new tip, leaving out (and
     reporting) any path the branch itself changed since ``base_sha`` — the next publish
@@ -80,13 +84,17 @@ def run_publish(
     policy = load_policy(repo)
     if base_sha and not re.fullmatch(SHA_PATTERN, base_sha):
         raise InputError(f"--base-sha must be a full 40-character SHA, got {base_sha!r}")
+    if branch:
+        require_served(branch, policy)
     # README, plot and results/ read as one snapshot, never halfway through `mcval table`.
     with checkout_lock(repo):
         contents = collect_files(repo, files, missing_ok, policy)
     if not contents:
         raise InputError("--files named no file to publish")
     client = connect(policy)
-    result = client.publish(contents, message, branch=branch or None, base_sha=base_sha or None)
+    target = branch or client.default_branch()
+    require_served(target, policy, "the default branch")
+    result = client.publish(contents, message, branch=target, base_sha=base_sha or None)
     for path in result.dropped:
         warning = (
             f"{path} changed on the branch while this run worked; left out, the run for "
@@ -99,11 +107,12 @@ def run_publish(
         print("nothing to publish: the branch already has these files")
     else:
         print(
-            f"published {len(result.changed)} file(s) in {result.commit_sha[:12]} "
-            f"(attempt {result.attempts})"
+            f"published {len(result.changed)} file(s) in {result.commit_sha[:12]} on "
+            f"{target} (attempt {result.attempts})"
         )
         write_step_summary(
-            f"mcval published {len(result.changed)} file(s) in `{result.commit_sha[:12]}`."
+            f"mcval published {len(result.changed)} file(s) to `{target}` in "
+            f"`{result.commit_sha[:12]}`."
         )
     write_outputs({"commit": result.commit_sha or ""})
     return ExitCode.OK

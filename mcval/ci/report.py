@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import TypeAdapter, ValidationError
 
-from mcval.ci.actions import log_safe, write_outputs
+from mcval.ci.actions import Connect, log_safe, write_outputs
+from mcval.ci.branches import branch_note, served, title_warnings, unserved_description
 from mcval.ci.plan import MatrixEntry, slug_of
 from mcval.ci.rules import SHA_PATTERN, submission_path_pattern
 from mcval.ci.status import CELL_STATES, commit_status
 from mcval.ci.untrusted import MAX_MARKDOWN_BYTES, load_untrusted_json, read_text
 from mcval.errors import ExitCode, InputError
 from mcval.policy import Policy, load_policy
-from mcval.render.comment import RunSummary, SubmissionReport, render_comment
+from mcval.render.comment import MARKER, RunSummary, SubmissionReport, render_comment
+from mcval.render.markdown import escape_inline
 from mcval.results import ResultRecord, record_path
 from mcval.verdict import VERDICT_EXIT_CODES
 
@@ -77,7 +79,10 @@ def evaluate_cell(artifacts: Path, entry: MatrixEntry) -> SubmissionReport:
 
 
 def combine(
-    reports: list[SubmissionReport], head_sha: str | None, removed: Sequence[str] = ()
+    reports: list[SubmissionReport],
+    head_sha: str | None,
+    removed: Sequence[str] = (),
+    notes: Sequence[str] = (),
 ) -> tuple[str, StatusState, str]:
     """The comment for the whole PR, the overall state and a ≤140-char description.
 
@@ -85,10 +90,14 @@ def combine(
     count every cell. Sections are rendered by ``mcval.render.comment`` from the
     re-validated records, the same renderer ``mcval validate --markdown`` uses locally.
     Deleted submissions (``removed``, ids) are listed: ``ci changed`` allowed them only
-    for their own team or a maintainer, and nothing is measured for them.
+    for their own team or a maintainer, and nothing is measured for them. ``notes``
+    (Markdown paragraphs: the branch, title warnings) come first, under the heading.
     """
     summary = RunSummary.of(reports)
     markdown = render_comment(reports, summary=summary, commit=head_sha if reports else None)
+    head = f"{MARKER}\n## mcval: results check\n\n"
+    if notes and markdown.startswith(head):
+        markdown = head + "".join(f"{note}\n\n" for note in notes) + markdown[len(head) :]
     state, description = commit_status(summary)
     if removed:
         ids = ", ".join(f"`{i}`" for i in removed)
@@ -135,6 +144,19 @@ def matrix_entries(text: str, policy: Policy) -> list[MatrixEntry]:
     return entries
 
 
+def pull_notes(
+    connect: Connect, policy: Policy, number: int, entries: Sequence[MatrixEntry]
+) -> list[str]:
+    """What the comment says before the verdicts, read from the API (never from an
+    artifact): the branch whose table a merge updates, and warnings about the title."""
+    pr = connect(policy).pull_request(number)
+    if not served(pr.base_ref, policy):  # retargeted since the plan: say so, measure nothing new
+        return [f"⚠️ **Base branch:** {escape_inline(unserved_description(pr.base_ref, policy))}."]
+    teams = [entry.id.split("/", 1)[0] for entry in entries]
+    warnings = title_warnings(pr.title, teams, pr.base_ref, policy)
+    return [branch_note(pr.base_ref, policy)] + [f"⚠️ **Title:** {w}" for w in warnings]
+
+
 def run_report(
     repo: Path,
     *,
@@ -143,19 +165,23 @@ def run_report(
     output: Path,
     head_sha: str | None = None,
     removed: str | None = None,
+    pr: int | None = None,
+    connect: Connect | None = None,
 ) -> ExitCode:
     """Re-validate the measuring jobs' artifacts and build the comment and the status.
 
     ``artifacts`` holds one folder per matrix cell (``results-<sha1(id)[:12]>/`` with
     ``exit_code``, ``results/<team>/<name>.json``, ``log.txt``); ``matrix`` is the plan's
     matrix. A missing or malformed cell is an *error* for that submission, never trusted.
-    Writes ``output`` and the step outputs ``state`` and ``description``.
+    With ``pr`` (and ``connect``) the comment names the PR's base branch and warns about
+    its title. Writes ``output`` and the step outputs ``state`` and ``description``.
     """
     policy = load_policy(repo)
     entries = matrix_entries(matrix, policy)
+    notes = pull_notes(connect, policy, pr, entries) if pr and connect else []
     reports = [evaluate_cell(artifacts, entry) for entry in entries]
     sha = head_sha if head_sha and re.fullmatch(SHA_PATTERN, head_sha) else None
-    markdown, state, description = combine(reports, sha, removed_ids(removed, policy))
+    markdown, state, description = combine(reports, sha, removed_ids(removed, policy), notes)
     output.write_text(markdown, encoding="utf-8")
     write_outputs({"state": state, "description": description})
     for report in reports:
