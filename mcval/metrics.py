@@ -23,6 +23,11 @@ Task = Literal[
 """The tasks the course uses; each has its own module in ``mcval.tasks``."""
 TASKS: tuple[str, ...] = Task.__args__  # type: ignore[attr-defined]
 
+Normalizer = Literal["basic", "whisper-english"]
+"""The text normalisers WER/CER can be computed under (``mcval.tasks.scoring``): ``basic``
+is mcval's own, ``whisper-english`` the one Whisper's published numbers use."""
+NORMALIZERS: tuple[str, ...] = Normalizer.__args__  # type: ignore[attr-defined]
+
 
 class MetricKind(str, Enum):
     """How a metric's value is stored (its natural unit)."""

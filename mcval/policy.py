@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcval.errors import InputError, InputErrors
 from mcval.figures import FigureKey, Language
-from mcval.metrics import TASKS, Task
+from mcval.metrics import TASKS, Normalizer, Task
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -116,6 +116,11 @@ class MeasurePolicy(_Section):
         default=False,
         description="pass the runner's Hugging Face token to the measuring child (gated "
         "models such as LLaMA); false: the child sees no token at all",
+    )
+    normalizer: Normalizer = Field(
+        default="basic",
+        description="text normaliser of WER/CER when a submission sets no "
+        "evaluation.normalizer: 'basic' (mcval's) or 'whisper-english' (Whisper's papers')",
     )
 
 

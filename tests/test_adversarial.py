@@ -935,6 +935,7 @@ def test_gguf_with_corrupted_header(world: World, capsys: pytest.CaptureFixture[
     # Right magic, absurd version and counts: the parser must refuse it, not allocate.
     header = b"GGUF" + (99).to_bytes(4, "little") + (2**62).to_bytes(8, "little") * 2
     (model / "m.gguf").write_bytes(header + b"\0" * 64)
+    (world.root / "d.txt").write_text("some text\n", encoding="utf-8")  # checked before runs
     world.write(
         FILE,
         BASE_YAML.replace("id: org/tiny-bert", "id: ./models/g")
@@ -974,6 +975,7 @@ def test_quantized_gguf_is_an_input_error(
     model = world.root / "models" / "g"
     model.mkdir(parents=True)
     llama_to_gguf(llama, model / "m.gguf", "Q8_0")
+    (world.root / "d.txt").write_text("some text\n", encoding="utf-8")  # checked before runs
     world.write(
         FILE,
         BASE_YAML.replace("id: org/tiny-bert", "id: ./models/g")

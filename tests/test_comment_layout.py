@@ -121,3 +121,25 @@ def test_the_documented_example_is_the_golden_comment() -> None:
     root = Path(__file__).resolve().parents[1]
     example = (root / "docs" / "example-comment.md").read_text(encoding="utf-8")
     assert example == (root / "tests" / "golden" / "comment.md").read_text(encoding="utf-8")
+
+
+def test_speech_rows_say_how_quality_was_computed() -> None:
+    from mcval.render.comment import quality_method_line
+
+    details = {
+        "normalizer": "whisper-english",
+        "resampler": "soxr VHQ",
+        "language": "de",
+        "task": "translate",
+    }
+    measurement = {"details": {"quality_details": details}}
+    assert quality_method_line(measurement) == (
+        "Quality: WER/CER normaliser whisper-english · audio resampled with soxr VHQ · "
+        "language de, task translate"
+    )
+    translation = {"source_language": "eng_Latn", "target_language": "fra_Latn"}
+    assert quality_method_line({"details": {"quality_details": translation}}) == (
+        "Quality: languages eng_Latn → fra_Latn"
+    )
+    assert quality_method_line({"details": {"quality_details": {}}}) is None
+    assert quality_method_line({}) is None

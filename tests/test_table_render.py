@@ -209,3 +209,17 @@ def test_rows_reported_but_not_verified_follow_in_their_own_table_en() -> None:
         "| org/m | INT8 &lt;dyn&gt; | 4.50 | — | measured: does not match |",
     ]
     assert render_block(whisper_family(), policy, "results.svg", []) == verified
+
+
+def test_footnote_names_the_wer_normaliser_of_the_rows() -> None:
+    records = whisper_family()
+    for record, normalizer in zip(records, ["basic", "whisper-english", "basic"], strict=False):
+        record.measurement = {"details": {"quality_details": {"normalizer": normalizer}}}
+    text = render_footnote(records, english(), "results.svg")
+    assert "WER/CER are computed after the text normaliser: `basic` (2 rows), " in text
+    assert "`whisper-english` (1 rows)." in text
+    one = render_footnote(records[:1], Policy(), "results.svg")
+    assert f"WER/CER посчитаны после нормализатора текста: `basic`. {GENERATED_MARKER}" in one
+    for record in records:
+        record.measurement = {}
+    assert "WER/CER" not in render_footnote(records, english(), "results.svg")

@@ -101,3 +101,22 @@ def test_undecoded_audio_feature_bytes_go_through_the_same_path(tmp_path: Path) 
     assert isinstance(source, bytes)
     out = load_audio(source, 16000, data.rows[0].where)
     assert out.shape == (8000,)
+
+
+def test_soxr_is_deterministic_and_the_original_clip_is_described(tmp_path: Path) -> None:
+    from mcval.tasks.audio import RESAMPLER, load_clip
+
+    rate = 22050
+    t = np.arange(rate) / rate
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.3 * np.sin(2 * np.pi * 500 * t)], 1)
+    path = tmp_path / "stereo.wav"
+    soundfile.write(str(path), stereo, rate, subtype="FLOAT")
+    first, info = load_clip(path, 16000)
+    again, _ = load_clip(path, 16000)
+    assert RESAMPLER == "soxr VHQ"
+    assert (info.rate, info.channels, info.frames) == (22050, 2, 22050)
+    assert first.shape == (16000,)
+    np.testing.assert_array_equal(first, again)
+    spectrum = np.abs(np.fft.rfft(first))
+    peaks = sorted(np.argsort(spectrum)[-2:] * 16000 / len(first))
+    assert peaks == pytest.approx([300, 500], abs=2)

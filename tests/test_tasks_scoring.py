@@ -84,3 +84,16 @@ def test_perplexity_from_summed_nll() -> None:
 def test_mismatched_lengths_are_refused() -> None:
     with pytest.raises(ValueError, match="2 predictions for 1 references"):
         scoring.accuracy([1, 2], [1])
+
+
+def test_the_two_normalisers_on_the_issue_example() -> None:
+    """mcval's ``basic`` keeps digits as written and splits at hyphens; Whisper's English
+    normaliser standardises numbers, spellings and fillers, as its published WERs do."""
+    assert scoring.normalize_transcript("1-2-345-678910.", "basic") == "1 2 345 678910"
+    english = scoring.normalize_transcript
+    assert english("Uh, I've got twenty-five colours!", "whisper-english") == (
+        "i have got 25 colors"
+    )
+    refs, hyps = ["I have twenty five apples."], ["i have 25 apples"]
+    assert scoring.error_rates(hyps, refs, "whisper-english")["wer"] == 0.0
+    assert scoring.error_rates(hyps, refs, "basic")["wer"] == pytest.approx(2 / 5)

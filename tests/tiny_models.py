@@ -270,11 +270,50 @@ def build_tiny_t5(path: Path, seed: int = 0) -> Path:
     return path
 
 
+TINY_ENCODER_DECODER = {
+    "d_model": 16,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_ffn_dim": 32,
+}
+"""Sizes of the tiny encoder-decoder builders (Whisper, NLLB)."""
+
+
+def whisper_special_ids(tok: Any) -> dict[str, int]:
+    """The start, end, pad and bos ids of a Whisper tokenizer, as ``WhisperConfig`` and
+    ``GenerationConfig`` take them."""
+    start = tok.convert_tokens_to_ids("<|startoftranscript|>")
+    end = tok.convert_tokens_to_ids("<|endoftext|>")
+    return {
+        "decoder_start_token_id": start,
+        "eos_token_id": end,
+        "pad_token_id": end,
+        "bos_token_id": end,
+    }
+
+
+def _tiny_whisper_config(tok: Any) -> Any:
+    from transformers import WhisperConfig
+
+    return WhisperConfig(
+        vocab_size=len(tok),
+        num_mel_bins=80,
+        **TINY_ENCODER_DECODER,
+        max_source_positions=1500,
+        max_target_positions=64,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+        **whisper_special_ids(tok),
+    )
+
+
 def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
     """Tiny WhisperForConditionalGeneration + WhisperProcessor (16 kHz, 80 mel bins)."""
     import torch
     from transformers import (
-        WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
         WhisperProcessor,
@@ -282,28 +321,8 @@ def build_tiny_whisper(path: Path, seed: int = 0) -> Path:
 
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>"]
     tok = _byte_bpe_tokenizer([*specials, "<|notimestamps|>"], model_max_length=64)
-    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
-    config = WhisperConfig(
-        vocab_size=len(tok),
-        num_mel_bins=80,
-        d_model=16,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        max_source_positions=1500,
-        max_target_positions=64,
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        begin_suppress_tokens=None,
-        suppress_tokens=None,
-    )
     torch.manual_seed(seed)
-    WhisperForConditionalGeneration(config).eval().save_pretrained(path)
+    WhisperForConditionalGeneration(_tiny_whisper_config(tok)).eval().save_pretrained(path)
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
         path
     )
@@ -401,3 +420,70 @@ def llama_to_gguf(source: Path, target: Path, weight_type: str = "F16") -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return target
+
+
+WHISPER_LANGUAGES = ("en", "de", "fr")
+
+
+def build_tiny_multilingual_whisper(path: Path, seed: int = 0) -> Path:
+    """Tiny multilingual Whisper: language and task tokens in the vocabulary and the
+    generation config (``lang_to_id``, ``task_to_id``, ``is_multilingual``), as the real
+    multilingual checkpoints have them, so ``generate(language=, task=)`` builds its prompt."""
+    import torch
+    from transformers import (
+        GenerationConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    languages = [f"<|{code}|>" for code in WHISPER_LANGUAGES]
+    tasks = ["<|translate|>", "<|transcribe|>"]
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *languages, *tasks, "<|notimestamps|>"]
+    tok = _byte_bpe_tokenizer(specials, model_max_length=64)
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(_tiny_whisper_config(tok)).eval()
+    model.generation_config = GenerationConfig(
+        no_timestamps_token_id=tok.convert_tokens_to_ids("<|notimestamps|>"),
+        is_multilingual=True,
+        lang_to_id={t: tok.convert_tokens_to_ids(t) for t in languages},
+        task_to_id={t.strip("<|>"): tok.convert_tokens_to_ids(t) for t in tasks},
+        max_length=64,
+        **whisper_special_ids(tok),
+    )
+    model.save_pretrained(path)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
+        path
+    )
+    return path
+
+
+def build_tiny_nllb(path: Path, seed: int = 0) -> Path:
+    """Tiny NLLB (``M2M100ForConditionalGeneration`` + ``NllbTokenizerFast``, whose language
+    codes such as ``fra_Latn`` are special tokens), saved to ``path``."""
+    import torch
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizerFast
+
+    base = _byte_bpe_tokenizer(["</s>", "<s>", "<pad>", "<unk>"], model_max_length=64)
+    tok = NllbTokenizerFast(
+        tokenizer_object=base._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        src_lang="eng_Latn",
+        model_max_length=64,
+    )
+    config = M2M100Config(
+        vocab_size=len(tok),
+        **TINY_ENCODER_DECODER,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        decoder_start_token_id=tok.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    M2M100ForConditionalGeneration(config).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -106,22 +106,21 @@ def run_fetch(
             data = client.read_pr_file(pull, path, MAX_DATA_FILE_BYTES)
             safe_target(dest, path).write_bytes(data)
             written.append(path)
-    for path in report.removed_data:
-        if safe_data.fullmatch(path):
-            target = safe_target(dest, path)
-            if target.exists():
-                target.unlink()
-                print(f"removed  {path}")
+    _remove(dest, [p for p in report.removed_data if safe_data.fullmatch(p)])
     if not wanted:
-        for path in report.removed:
-            if pattern.fullmatch(path):
-                target = safe_target(dest, path)
-                if target.exists():
-                    target.unlink()
-                    print(f"removed  {path}")
+        _remove(dest, [p for p in report.removed if pattern.fullmatch(p)])
     for path in written:
         print(f"fetched  {path} @ {pull.head_sha[:12]}")
     if listing:
         yaml_paths = [p for p in written if pattern.fullmatch(p)]
         listing.write_text("".join(f"{p}\n" for p in yaml_paths), encoding="utf-8")
     return ExitCode.OK
+
+
+def _remove(dest: Path, paths: list[str]) -> None:
+    """Delete what the pull request deletes, so the base's copy is never measured."""
+    for path in paths:
+        target = safe_target(dest, path)
+        if target.exists():
+            target.unlink()
+            print(f"removed  {path}")

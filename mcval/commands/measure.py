@@ -61,6 +61,8 @@ def render(m: Measurement, console: Console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from mcval.render.comment import quality_method
+
     d = m.details
     table = Table(title=f"mcval measure: {m.submission}", title_justify="left")
     table.add_column("figure")
@@ -131,8 +133,10 @@ def render(m: Measurement, console: Console) -> None:
     else:
         table.add_row("vram_mb", "—", escape(d.not_applicable.get("cuda", "not measured")))
     if m.quality:
+        how = quality_method({"details": {"quality_details": d.quality_details}})
+        note = f"computed on {d.quality_device}" + (f"; {how}" if how else "")
         for metric, value in m.quality.items():
-            table.add_row(f"quality.{metric}", f"{value:.4g}", f"computed on {d.quality_device}")
+            table.add_row(f"quality.{metric}", f"{value:.4g}", escape(note))
     else:
         table.add_row("quality", "—", "skipped" if d.quality_device is None else "")
     console.print(table)

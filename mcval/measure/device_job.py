@@ -78,6 +78,9 @@ class DeviceResult(BaseModel):
     quality: dict[str, float] = Field(default_factory=dict)
     quality_error: StepError | None = None
     quality_computed: bool = False
+    quality_details: dict[str, Any] = Field(
+        default_factory=dict, description="how quality was computed (tasks.base.Scores)"
+    )
     environment: Environment | None = None
     source: str | None = Field(default=None, description="resolved model directory / hub id")
     gguf: bool = False
@@ -302,9 +305,9 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
         t3 = time.perf_counter()
         try:
             with torch.inference_mode():
-                result.quality = dict(
-                    task.evaluate(model, preprocessor, sub.evaluation, repo_root, device)
-                )
+                values = task.evaluate(model, preprocessor, sub.evaluation, repo_root, device)
+            result.quality = dict(values)
+            result.quality_details = dict(getattr(values, "details", {}))
             result.quality_computed = True
         except Exception as exc:
             result.quality_error = _step_error("quality", exc)

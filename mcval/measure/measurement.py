@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -102,6 +102,11 @@ class MeasurementDetails(BaseModel):
     not_applicable: dict[str, str] = Field(default_factory=dict)
     errors: list[MeasureError] = Field(default_factory=list)
     quality_device: str | None = None
+    quality_details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="how quality was computed: normaliser, resampler, each clip's original "
+        "rate and channels, language and task",
+    )
     threads: int
     protocol: dict[str, float | int | None] = Field(description="the policy's measure settings")
     devices: list[DeviceRun] = Field(default_factory=list)
@@ -349,6 +354,7 @@ def merge_devices(
         not_applicable={d: o.not_applicable for d, o in outcomes.items() if o.not_applicable},
         errors=errors,
         quality_device=quality_device,
+        quality_details=results[quality_device].quality_details if quality_device else {},
         threads=threads,
         protocol=_protocol(mp),
         devices=[o.run for o in outcomes.values()],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
@@ -194,6 +194,31 @@ def _log_block(log: str) -> str:
     return f"\n\n~~~~text\n{tail}\n~~~~" if tail.strip() else ""
 
 
+def quality_method(measurement: dict[str, Any]) -> str | None:
+    """How quality was computed, in words: ``WER/CER normaliser whisper-english · audio
+    resampled with soxr VHQ · language en, task transcribe`` (``None``: nothing to say)."""
+    details = (measurement.get("details") or {}).get("quality_details") or {}
+    parts = []
+    if details.get("normalizer"):
+        parts.append(f"WER/CER normaliser {details['normalizer']}")
+    if details.get("resampler"):
+        parts.append(f"audio resampled with {details['resampler']}")
+    if details.get("language"):
+        parts.append(f"language {details['language']}, task {details.get('task', 'transcribe')}")
+    if details.get("source_language") or details.get("target_language"):
+        source, target = details.get("source_language"), details.get("target_language")
+        parts.append(f"languages {source or '?'} → {target or '?'}")
+    if details.get("source_prefix"):
+        parts.append(f"source prefix {details['source_prefix']!r}")
+    return " · ".join(parts) or None
+
+
+def quality_method_line(measurement: dict[str, Any]) -> str | None:
+    """The comment's line under the verdict table saying how quality was computed."""
+    method = quality_method(measurement)
+    return f"Quality: {escape_inline(method)}" if method else None
+
+
 def _job_section(report: SubmissionReport) -> list[str]:
     """A ``ci report`` cell without a record: the runner could not measure it, or
     ``mcval validate`` rejected the file (its errors are in the log, not here)."""
@@ -242,6 +267,8 @@ def _section(report: SubmissionReport) -> list[str]:
     if record.verdict == "unmeasured":
         lines += [f"**{UNSTABLE_OUTCOME.capitalize()}.** {UNMEASURED_EXPLANATION}", ""]
     lines += _verdict_lines(record.report, report.path)
+    how = quality_method_line(record.measurement)
+    lines += [how, ""] if how else []
     peak = load_peak_line(record.measured)
     if peak:
         lines += [peak, ""]

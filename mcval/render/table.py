@@ -76,6 +76,11 @@ _FOOTNOTE = {
         "submissions/ and results/; do not edit by hand."
     ),
 }
+_NORMALIZER_NOTE = {
+    "ru": "WER/CER посчитаны после нормализатора текста: {names}.",
+    "en": "WER/CER are computed after the text normaliser: {names}.",
+}
+_ROWS = {"ru": "стр.", "en": "rows"}
 _EMPTY_FOOTNOTE = {
     "ru": (
         "Проверенных результатов пока нет. Таблицу строит `mcval table`, "
@@ -267,7 +272,25 @@ def render_footnote(records: Sequence[ResultRecord], policy: Policy, plot_link: 
             plot_text=escape_inline(plot_link.rsplit("/", 1)[-1]),
             plot_url=quote(plot_link, safe="/.-_~"),
         )
-    return f"{text} {GENERATED_MARKER}"
+    note = normalizer_note(records, language)
+    return f"{text} {note + ' ' if note else ''}{GENERATED_MARKER}"
+
+
+def normalizer_note(records: Sequence[ResultRecord], language: Language) -> str | None:
+    """Which WER/CER normaliser the rows used (``mcval.tasks.scoring``), with row counts
+    when they differ: a WER is comparable only under the same normaliser."""
+    used = Counter(
+        ((r.measurement.get("details") or {}).get("quality_details") or {}).get("normalizer")
+        for r in records
+    )
+    used.pop(None, None)
+    if not used:
+        return None
+    if len(used) == 1:
+        names = f"`{next(iter(used))}`"
+    else:
+        names = ", ".join(f"`{n}` ({c} {_ROWS[language]})" for n, c in sorted(used.items()))
+    return _NORMALIZER_NOTE[language].format(names=names)
 
 
 def render_block(

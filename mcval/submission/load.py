@@ -17,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 from mcval.errors import InputError, InputErrors
 from mcval.metrics import DEFAULT_METRICS, METRICS, TASK_METRICS, MetricKind, resolve_metric
 from mcval.policy import Policy
+from mcval.submission.datafiles import LOCAL_BUILDERS, data_file_problems
+from mcval.submission.languages import fill_normalizer, language_problems
 from mcval.submission.mistakes import (
     is_placeholder,
     nothing_reported,
@@ -258,10 +260,7 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
     problem = dataset_path_problem(sub.evaluation.dataset.path, repo_root, policy)
     if problem:
         errors.append(doc.error(problem, ("evaluation", "dataset", "path")))
-    if (
-        sub.evaluation.dataset.path in LOCAL_DATASET_BUILDERS
-        and not sub.evaluation.dataset.data_files
-    ):
+    if sub.evaluation.dataset.path in LOCAL_BUILDERS and not sub.evaluation.dataset.data_files:
         errors.append(
             doc.error(
                 f"a local {sub.evaluation.dataset.path} dataset needs data_files",
@@ -336,6 +335,11 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
             )
         )
     errors.extend(_check_recipe(loaded))
+    inside = is_local and not _leaves_repository(sub.model.id, repo_root)
+    model_dir = repo_root / sub.model.id if inside else None
+    fill_normalizer(sub, policy)
+    for message, at in language_problems(sub, model_dir) + data_file_problems(sub, repo_root):
+        errors.append(doc.error(message, at))
     errors.extend(_check_runtime(loaded))
     return errors
 
@@ -347,7 +351,6 @@ _LINK_OUTSIDE = (
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-LOCAL_DATASET_BUILDERS = ("json", "csv", "parquet", "text")
 _HUB_DATASET_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 _DATASET_FIX = (
     "use a hub dataset id 'org/name', or json / csv / parquet / text with data_files inside "
@@ -362,7 +365,7 @@ def dataset_path_problem(path: str, repo_root: Path, policy: Policy) -> str | No
     directory, and a bare name may be a loader built into ``datasets`` (``fasta``,
     ``conll``…) that reads files it finds: neither is confined nor fingerprinted. Only the
     four file loaders with ``data_files`` or a strict ``org/name`` hub id pass."""
-    if path in LOCAL_DATASET_BUILDERS:
+    if path in LOCAL_BUILDERS:
         return None
     if not _HUB_DATASET_ID.fullmatch(path) or ".." in path:
         return (

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from mcval.metrics import Task
+from mcval.metrics import Normalizer, Task
 from mcval.runtimes import Library, Runtime
 from mcval.submission.units import NOT_MEASURED_SPELLINGS
 
@@ -34,6 +34,8 @@ def is_commit_sha(text: str) -> bool:
 
 
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LanguageCode = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")]
+"""A language as the model family names it: ``en``, ``english``, ``eng_Latn``, ``en_XX``."""
 PositiveInt = Annotated[int, Field(gt=0, le=10**9)]
 
 
@@ -179,6 +181,32 @@ class Evaluation(StrictModel):
     source_prefix: Annotated[str, Field(max_length=200)] | None = Field(
         default=None,
         description="Text put before each source sentence (T5: 'translate English to German: ').",
+    )
+    language: LanguageCode | None = Field(
+        default=None,
+        description="Speech recognition: the language spoken in the clips, as Whisper names it "
+        "('en' or 'english'); required for a multilingual Whisper, not needed for '.en' models.",
+    )
+    task: Literal["transcribe", "translate"] | None = Field(
+        default=None,
+        description="Speech recognition: 'transcribe' (text in the spoken language, the default) "
+        "or 'translate' (Whisper: English text of speech in another language).",
+    )
+    source_language: LanguageCode | None = Field(
+        default=None,
+        description="Translation: the source language in the model family's code (NLLB "
+        "'eng_Latn', M2M100 'en', mBART-50 'en_XX', T5 'en'); required for NLLB, M2M100, mBART.",
+    )
+    target_language: LanguageCode | None = Field(
+        default=None,
+        description="Translation: the target language, coded like source_language; NLLB, "
+        "M2M100 and mBART force it as the first generated token, multilingual Marian "
+        "prefixes '>>code<<', T5 gets 'translate X to Y: '.",
+    )
+    normalizer: Normalizer | None = Field(
+        default=None,
+        description="Speech recognition: the text normaliser applied to hypotheses and "
+        "references before WER/CER: 'basic' or 'whisper-english' (default: the policy's).",
     )
     context_length: Annotated[int, Field(gt=0, le=1_000_000)] | None = None
     stride: Annotated[int, Field(gt=0, le=1_000_000)] | None = None

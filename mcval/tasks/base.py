@@ -149,6 +149,15 @@ def resolve_columns(task: str, columns: Mapping[str, str]) -> dict[str, str]:
     return resolved
 
 
+class Scores(dict[str, float]):
+    """Metric values plus ``details``: how they were computed (the ASR normaliser, the
+    resampler, each clip's original rate), which the runner records beside them."""
+
+    def __init__(self, values: Mapping[str, float], details: Mapping[str, Any] | None = None):
+        super().__init__(values)
+        self.details: dict[str, Any] = dict(details or {})
+
+
 @dataclass(frozen=True)
 class NotedCall:
     """A benchmark call, with a note when mcval chose its input for the student (the runner

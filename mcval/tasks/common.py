@@ -17,6 +17,7 @@ import torch
 
 from mcval.tasks.base import (
     NotedCall,
+    Scores,
     TaskDataError,
     fitted_input,
     resolve_columns,
@@ -239,7 +240,7 @@ class HandlerBase:
         values = self.score(
             model, preprocessor, EvalJob(data, columns, evaluation, metrics), device
         )
-        return {m: values[m] for m in metrics}
+        return Scores({m: values[m] for m in metrics}, getattr(values, "details", None))
 
     def check_metrics(self, model: Any, metrics: list[str]) -> None:
         """Refuse a metric the model cannot give, before any data is read (default: none)."""

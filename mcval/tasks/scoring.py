@@ -13,16 +13,22 @@ Metric names and units are those of ``mcval.metrics``.
 * ``bleu`` / ``chrf``: sacrebleu's ``corpus_bleu`` / ``corpus_chrf`` with default settings
   (13a tokenisation; chrF with character 6-grams, beta 2), 0-100.
 * ``wer`` / ``cer``: jiwer's corpus-level rates (total edits / total reference words or
-  characters) after ``normalize_transcript`` on both sides.
+  characters) after ``normalize_transcript`` on both sides, under the submission's
+  normaliser: ``basic`` (mcval's, ``basic_normalize``) or ``whisper-english`` (transformers'
+  ``EnglishTextNormalizer``, the one behind Whisper's published WERs, with Whisper's
+  British → American spelling table from the ``whisper-normalizer`` package).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import json
 import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 _APOSTROPHES = "'\u2019\u02bc"
 _SPACES = re.compile(r"\s+")
@@ -90,8 +96,13 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
 
 
-def normalize_transcript(text: str) -> str:
-    """The text normalisation applied to both sides before WER/CER.
+def normalize_transcript(text: str, normalizer: str = "basic") -> str:
+    """``text`` under the named normaliser (``mcval.metrics.NORMALIZERS``)."""
+    return _NORMALIZERS[normalizer]()(text)
+
+
+def basic_normalize(text: str) -> str:
+    """The ``basic`` normaliser, mcval's own.
 
     NFKC Unicode normalisation; lower case; apostrophes removed (``don't`` → ``dont``);
     every other punctuation character (Unicode category P*, which includes ``%`` and ``&``)
@@ -107,7 +118,27 @@ def normalize_transcript(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+@functools.cache
+def whisper_english() -> Callable[[str], str]:
+    """transformers' ``EnglishTextNormalizer`` with Whisper's spelling table: lower case,
+    bracketed and filler words (``uh``, ``[noise]``) dropped, contractions and numbers
+    standardised (``twenty five`` → ``25``, ``$5`` → ``5 dollars``), British spellings
+    Americanised, punctuation removed."""
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    table = importlib.resources.files("whisper_normalizer") / "normalizers" / "english.json"
+    return EnglishTextNormalizer(json.loads(table.read_text(encoding="utf-8")))
+
+
+_NORMALIZERS: dict[str, Callable[[], Callable[[str], str]]] = {
+    "basic": lambda: basic_normalize,
+    "whisper-english": whisper_english,
+}
+
+
+def error_rates(
+    hypotheses: Sequence[str], references: Sequence[str], normalizer: str = "basic"
+) -> dict[str, float]:
     """Corpus WER and CER (jiwer) of normalised hypotheses against normalised references.
 
     Every reference must be non-empty after normalisation (the caller names the row).
@@ -115,8 +146,8 @@ def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
     import jiwer
 
     _same_length(hypotheses, references)
-    refs = [normalize_transcript(r) for r in references]
-    hyps = [normalize_transcript(h) for h in hypotheses]
+    refs = [normalize_transcript(r, normalizer) for r in references]
+    hyps = [normalize_transcript(h, normalizer) for h in hypotheses]
     if any(not r for r in refs):
         raise ValueError("a reference transcript is empty after normalisation")
     return {"wer": float(jiwer.wer(refs, hyps)), "cer": float(jiwer.cer(refs, hyps))}

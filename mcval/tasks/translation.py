@@ -2,9 +2,18 @@
 
 Columns (roles): ``source`` (default ``source``) and ``target`` (default ``target``);
 dotted names reach into the ``translation`` dict of WMT-style datasets, e.g.
-``{source: translation.en, target: translation.de}``. If the evaluation declares a
-``source_prefix`` (T5-style ``"translate English to German: "``) it is prepended to every
-source (the submission schema does not have that field yet; see the report).
+``{source: translation.en, target: translation.de}``. ``evaluation.source_prefix`` (T5:
+``"translate English to German: "``) is prepended to every source.
+
+Languages (``evaluation.source_language`` / ``target_language``), applied the way each
+family expects:
+* NLLB, M2M100, mBART-50 (``m2m_100``, ``mbart``): both required; the tokenizer's
+  ``src_lang`` is the source, and the target's language token (``fra_Latn``, ``__fr__``,
+  ``fr_XX``) is forced as the first generated token (``forced_bos_token_id``);
+* multilingual Marian: the target's ``>>code<<`` token is put before every source when the
+  vocabulary has it (a bilingual Marian has none and needs nothing);
+* T5: without a ``source_prefix``, ``translate <Source> to <Target>: `` from the codes
+  ``en``, ``de``, ``fr``, ``ro`` (the pairs T5 was trained on).
 
 Decoding: greedy (``num_beams=1``, no sampling), at most ``evaluation.max_new_tokens`` new
 tokens (default ``DEFAULT_MAX_NEW_TOKENS``); sources right-padded with attention masks and
@@ -24,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mcval.tasks import scoring
-from mcval.tasks.base import NotedCall, fitted_input
+from mcval.tasks.base import NotedCall, Scores, TaskDataError, fitted_input
 from mcval.tasks.common import (
     EvalJob,
     HandlerBase,
@@ -42,6 +51,53 @@ if TYPE_CHECKING:
 
 TASK = "translation"
 DEFAULT_MAX_NEW_TOKENS = 128
+FORCED_BOS_FAMILIES = ("m2m_100", "mbart")
+T5_LANGUAGES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian"}
+
+
+def _language_token(tokenizer: Any, code: str, which: str) -> tuple[str, int]:
+    """The vocabulary's token for a language code (NLLB ``fra_Latn``, M2M ``__fr__``)."""
+    for token in (code, f"__{code}__"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id:
+            return token, int(token_id)
+    raise TaskDataError(
+        f"evaluation.{which}: {code!r} is not a language code of this model's tokenizer "
+        "(NLLB: eng_Latn, M2M100: en, mBART-50: en_XX)"
+    )
+
+
+def language_setup(model: Any, tokenizer: Any, evaluation: Any) -> tuple[str, int | None, dict]:
+    """The source prefix, the forced first token and what was applied (module docstring)."""
+    family = getattr(model.config, "model_type", None)
+    source, target = evaluation.source_language, evaluation.target_language
+    prefix = evaluation.source_prefix or ""
+    forced = model.generation_config.forced_bos_token_id
+    applied: dict[str, Any] = {"source_language": source, "target_language": target}
+    if family in FORCED_BOS_FAMILIES:
+        if not (source and target):
+            raise TaskDataError(
+                f"a {family} model translates into the language its first generated token "
+                "names: add evaluation.source_language and evaluation.target_language"
+            )
+        _language_token(tokenizer, source, "source_language")
+        if hasattr(tokenizer, "src_lang"):  # M2M100 takes 'en', NLLB 'eng_Latn'
+            tokenizer.src_lang = source
+        token, forced = _language_token(tokenizer, target, "target_language")
+        applied["forced_bos_token"] = token
+    elif family == "marian" and target:
+        token = f">>{target}<<"
+        if token in tokenizer.get_vocab():
+            prefix = f"{token} {prefix}"
+    elif family == "t5" and source and target and not evaluation.source_prefix:
+        if source not in T5_LANGUAGES or target not in T5_LANGUAGES:
+            raise TaskDataError(
+                f"T5 translates between {', '.join(T5_LANGUAGES)} only; write "
+                "evaluation.source_prefix yourself for another pair"
+            )
+        prefix = f"translate {T5_LANGUAGES[source]} to {T5_LANGUAGES[target]}: "
+    applied["source_prefix"] = prefix or None
+    return prefix, forced, {k: v for k, v in applied.items() if v is not None}
 
 
 class Translation(HandlerBase):
@@ -69,6 +125,7 @@ class Translation(HandlerBase):
         batch_size: int,
         max_new_tokens: int,
         device: str,
+        forced_bos_token_id: int | None = None,
     ) -> list[str]:
         """Greedy translations, ``batch_size`` sources at a time."""
         from transformers import GenerationConfig
@@ -86,7 +143,7 @@ class Translation(HandlerBase):
             else tokenizer.pad_token_id,
             bos_token_id=gen.bos_token_id,
             decoder_start_token_id=gen.decoder_start_token_id,
-            forced_bos_token_id=gen.forced_bos_token_id,
+            forced_bos_token_id=forced_bos_token_id,
         )
         outputs: list[str] = []
         for start in range(0, len(sources), batch_size):
@@ -101,7 +158,7 @@ class Translation(HandlerBase):
     def score(self, model: Any, preprocessor: Any, job: EvalJob, device: str) -> dict[str, float]:
         """BLEU / chrF of greedy translations (only the metrics asked for are computed)."""
         rows, columns = job.data.rows, job.columns
-        prefix = getattr(job.evaluation, "source_prefix", None) or ""
+        prefix, forced, applied = language_setup(model, preprocessor, job.evaluation)
         sources = [prefix + text_cell(r, columns["source"], "source") for r in rows]
         references = [text_cell(r, columns["target"], "target") for r in rows]
         hypotheses = self.translate(
@@ -111,6 +168,7 @@ class Translation(HandlerBase):
             job.evaluation.batch_size,
             job.evaluation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS,
             device,
+            forced,
         )
         scorers = {"bleu": scoring.bleu, "chrf": scoring.chrf}
-        return {m: scorers[m](hypotheses, references) for m in job.metrics}
+        return Scores({m: scorers[m](hypotheses, references) for m in job.metrics}, applied)
