@@ -41,6 +41,8 @@ def problems(
     extra: str = "",
 ) -> list[str]:
     (tmp_path / ".git").mkdir(exist_ok=True)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "eval.jsonl").write_text('{"text": "a", "label": 0}\n', encoding="utf-8")
     path = tmp_path / "submissions" / "t1" / "row.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = BASE.format(task=task, runtime=runtime, recipe=recipe, shape=shape, extra=extra)
