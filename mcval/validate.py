@@ -28,6 +28,7 @@ from mcval.results import (
     record_path,
     save_record,
 )
+from mcval.runtimes import runtime_or_none
 from mcval.submission.check import check_paths
 from mcval.submission.load import LoadedSubmission, submission_id
 from mcval.verdict import Finding, MeasuredFigures, judge
@@ -220,6 +221,7 @@ class Validator:
             model_id=loaded.submission.model.id,
             task=loaded.submission.model.task,
             method_name=loaded.submission.method.name,
+            runtime=runtime_or_none(loaded.submission.model.runtime),
             baseline=baseline_id,
             submission_fingerprint=print_,
             fingerprint_inputs=inputs,

@@ -53,13 +53,15 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     if unmeasured:
         assert "too busy to time" in text and "run the demo again on a quiet machine" in text
     else:
-        assert "3 of 4 submission(s) pass" in text
+        assert "5 of 6 submission(s) pass" in text
     assert {k: r.verdict for k, r in records.items() if k not in unmeasured} == {
         k: v
         for k, v in {
             f"{TEAM}/smollm2-fp32": "pass",
             f"{TEAM}/smollm2-bf16": "pass",
             f"{TEAM}/smollm2-int8": "pass",
+            f"{TEAM}/smollm2-ort-int8": "pass",
+            f"{TEAM}/smollm2-ov-int8": "pass",
             f"{TEAM}/{demo.CARELESS}": "fail",
         }.items()
         if k not in unmeasured
@@ -100,6 +102,8 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
             ("smollm2-fp32", "fp32 (baseline)"),
             ("smollm2-bf16", "bf16 cast"),
             ("smollm2-int8", "INT8 dynamic"),
+            ("smollm2-ort-int8", "INT8 dynamic · ONNX Runtime"),
+            ("smollm2-ov-int8", "INT8 weights · OpenVINO"),
         )
         if f"{TEAM}/{key}" not in unmeasured
     }
@@ -114,6 +118,12 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
             assert size.startswith(f"{int8.weights_mb:.2f} (×")
         else:
             assert size == f"{int8.weights_mb:.2f}"
+    # The runtimes' int8 rows: at most half the fp32 weights, perplexity close to fp32.
+    for key in ("smollm2-ort-int8", "smollm2-ov-int8"):
+        measured = records[f"{TEAM}/{key}"].measured
+        assert measured.weights_mb is not None and fp32.weights_mb is not None
+        assert measured.weights_mb <= fp32.weights_mb / 2, key
+        assert measured.quality["perplexity"] == pytest.approx(ppl["fp32"], rel=0.25), key
     assert (tmp_path / "first/results.svg").read_bytes().startswith(b"<?xml")
     assert "<!-- mcval:report -->" in (tmp_path / "first/pr-comment.md").read_text()
     if unmeasured:
@@ -129,7 +139,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     again = Console(record=True, width=160, color_system=None)
     assert demo.run_demo(tmp_path / "second", cache, again) == 0
     second = again.export_text()
-    assert "3 of 4 submission(s) pass" in second
+    assert "5 of 6 submission(s) pass" in second
     assert ORIGIN in second.splitlines()
     assert "result reused" in second
     assert _table_rows(tmp_path / "second/README.md")[0][3] == f"{fp32.weights_mb:.2f}"

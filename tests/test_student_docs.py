@@ -50,7 +50,7 @@ def test_a_stale_section_is_found_and_rewritten(tmp_path: Path) -> None:
     copy.write_text("# no markers\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no generated section 'recipe-steps'"):
         main([str(copy)])
-    assert set(SECTIONS) == {"recipe-steps", "tasks"}
+    assert set(SECTIONS) == {"recipe-steps", "tasks", "runtimes"}
 
 
 def test_the_docs_say_what_a_student_needs() -> None:

@@ -21,6 +21,23 @@ LOAD_TOLERANT = {"max_other_load": 1.0, "max_spread": 1e6, "stable_attempts": 1}
 timings are never judged unstable, so a busy machine (CI, a second test process) cannot
 turn their pass into "re-run". Tests of the stability rules themselves leave these out."""
 LOAD_TOLERANT_TOML = "".join(f"{key} = {value}\n" for key, value in LOAD_TOLERANT.items())
+QUICK_MEASURE_TOML = (
+    "[measure]\nwarmup_calls = 1\nmin_calls = 2\nmin_seconds = 0.05\nthreads = 1\n"
+    + LOAD_TOLERANT_TOML
+)
+"""A short protocol for tests whose subject is not timing (runtimes, artefacts)."""
+
+
+def write_classification_rows(
+    path: Path, labels: Sequence[str] = ("negative", "neutral", "positive")
+) -> Path:
+    """TASK_CORPUS as a text-classification JSONL file, labels in turn."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"text": t, "label": labels[i % len(labels)]} for i, t in enumerate(TASK_CORPUS)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 TASK_CORPUS: tuple[str, ...] = (

@@ -46,6 +46,7 @@ from mcval.render.readme import (
 )
 from mcval.render.table import render_block
 from mcval.results import ResultRecord, load_all
+from mcval.runtimes import method_label, runtime_or_none
 from mcval.submission.check import collect_files, find_repo_root
 from mcval.submission.load import load_submission, submission_id
 
@@ -149,7 +150,7 @@ def pending_rows(
                 id=sub_id,
                 team=sub.team,
                 model_id=sub.model.id,
-                method_name=sub.method.name,
+                method_name=method_label(sub.method.name, runtime_or_none(sub.model.runtime)),
                 baseline=sub.method.baseline,
                 reported={key: getattr(sub.reported, key) for key in FIGURE_KEYS},
                 quality=dict(sub.reported.quality),

@@ -157,6 +157,7 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     models = importlib.import_module("mcval.models")
     tasks = importlib.import_module("mcval.tasks")
     result = DeviceResult(device=device)
+    nvml_baseline: int | None = None
     mp = policy.measure
 
     task = tasks.get_task(sub.model.task)
@@ -167,8 +168,10 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
             return result
         torch.cuda.init()
         reset_vram(device)
+        nvml_baseline = _nvml_baseline(sub.model.runtime, device)
 
-    steps = list(sub.method.recipe)
+    backends = importlib.import_module("mcval.backends")
+    steps, runtime_steps = backends.split_recipe(sub.method.recipe)
     load_kwargs: dict[str, Any] = {}
     if steps:
         # Before loading: a step this device cannot run makes it "not applicable" without
@@ -192,7 +195,7 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     t0 = time.perf_counter()
     try:
         progress("loading model")
-        loaded = models.load_model(sub.model, repo_root, device, policy, model_class, **load_kwargs)
+        loaded = _load(models, sub.model, repo_root, device, policy, model_class, load_kwargs)
         model = loaded.model
         result.source = str(loaded.source)
         result.gguf = getattr(loaded, "gguf_file", None) is not None
@@ -212,9 +215,17 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
         if hasattr(model, "eval"):
             model.eval()
         progress("loading preprocessor")
-        preprocessor = task.load_preprocessor(
+        preprocessor = getattr(loaded, "preprocessor", None) or task.load_preprocessor(
             loaded.source, sub.model.revision, sub.model.gguf_file
         )
+        if sub.model.runtime != "pytorch":
+            progress(f"converting to {sub.model.runtime}")
+            model = backends.to_runtime(
+                sub, model, loaded.config, preprocessor, repo_root, device, threads,
+                runtime_steps, **loaded.artefact,
+            )  # fmt: skip
+            loaded.model = model  # the PyTorch module is freed before the inference window
+            result.recipe_applied += model.notes
     except Exception as exc:
         tracker.stop()
         reason = _not_applicable_reason(exc)
@@ -270,16 +281,23 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     result.timings_s["benchmark"] = time.perf_counter() - t1
     result.ram = tracker.stats()
     tracker.stop()
-    if is_cuda:
+    if is_cuda and sub.model.runtime == "onnxruntime":  # its own CUDA arena: NVML
+        result.vram = importlib.import_module("mcval.backends.gpu_memory").nvml_vram(
+            device, nvml_baseline
+        )
+    elif is_cuda:
         result.vram = read_vram(device, vram_load_peak)
     del call
 
     progress("counting weights")
     t2 = time.perf_counter()
-    result.size = measure_size(model, getattr(loaded, "files", None))
-    result.inspection = ModelInspection.model_validate(
-        models.inspect_model(model).model_dump(mode="json")
-    )
+    if sub.model.runtime != "pytorch":
+        result.size = model.size  # counted from the converted graph (docs/measurement.md)
+    else:
+        result.size = measure_size(model, getattr(loaded, "files", None))
+        result.inspection = ModelInspection.model_validate(
+            models.inspect_model(model).model_dump(mode="json")
+        )
     result.timings_s["size"] = time.perf_counter() - t2
 
     if req.quality:
@@ -296,6 +314,36 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
         result.timings_s["quality"] = time.perf_counter() - t3
     result.environment = collect_environment(use_torch_cuda=is_cuda, threads=threads)
     return result
+
+
+def _nvml_baseline(runtime: str, device: str) -> int | None:
+    """ONNX Runtime's VRAM is read from NVML: this process's use before loading."""
+    if runtime != "onnxruntime":
+        return None
+    return importlib.import_module("mcval.backends.gpu_memory").process_vram_bytes(device)
+
+
+def _load(
+    models: Any, spec: Any, repo_root: Path, device: str, policy: Any, cls: type, kwargs: Any
+) -> Any:
+    """The checkpoint: transformers (``models.load_model``), timm, or a shipped artefact;
+    ``config`` and ``artefact`` are what a runtime conversion needs."""
+    if spec.file is not None:
+        from mcval.backends import load_artefact
+
+        path, directory, config = load_artefact(spec, repo_root, policy)
+        limit = int(float(policy.measure.max_download_gb) * 1e9)
+        return models.LoadedModel(
+            model=None, source=str(directory), files=[path], files_bytes=0,
+            config=config, artefact={"artefact": path, "model_dir": directory, "max_bytes": limit},
+        )  # fmt: skip
+    if spec.library == "timm":
+        from mcval.models.timm_loading import load_timm
+
+        return load_timm(spec, repo_root, device, policy)
+    loaded = models.load_model(spec, repo_root, device, policy, cls, **kwargs)
+    loaded.config = getattr(loaded.model, "config", None)
+    return loaded
 
 
 def _import_model_module(spec: Any, repo_root: Path, model_class: type) -> None:

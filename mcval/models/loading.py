@@ -46,6 +46,12 @@ class LoadedModel:
     gguf_file: str | None = None
     """GGUF file name inside ``source`` (give it to the tokenizer too)."""
     resolved: ResolvedSource | None = None
+    config: Any = None
+    """The model's config (labels, limits): what a runtime conversion keeps of the module."""
+    artefact: dict[str, Any] = field(default_factory=dict)
+    """``to_runtime`` keywords of a shipped ``model.file`` (path, directory, size limit)."""
+    preprocessor: Any = None
+    """Set when the library brings its own (timm's transforms); else the task loads one."""
 
 
 _BACKENDS: dict[str, tuple[str, tuple[str, ...], bool]] = {

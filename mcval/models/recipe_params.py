@@ -124,6 +124,52 @@ class Bnb4bitParams(StepParams):
     skip: ModulePatterns = Field(default_factory=list)
 
 
+class OnnxQuantizeDynamicParams(StepParams):
+    """``onnx_quantize_dynamic``: onnxruntime dynamic quantization of the exported graph."""
+
+    weight_type: Literal["qint8", "quint8"] = Field(
+        default="qint8", description="int8 type the MatMul/Gemm weights are stored in."
+    )
+    per_channel: bool = Field(default=False, description="one scale per output channel")
+    skip: ModulePatterns = Field(default_factory=list)
+
+
+class OnnxQuantizeStaticParams(StepParams):
+    """``onnx_quantize_static``: onnxruntime static (QDQ) int8, calibrated on evaluation rows."""
+
+    samples: Annotated[int, Field(ge=1, le=1024)] = Field(
+        default=32,
+        description="Evaluation rows (the first of the declared slice) the activation ranges "
+        "are calibrated on.",
+    )
+    method: Literal["minmax", "entropy", "percentile"] = Field(
+        default="minmax", description="How activation ranges are chosen from the calibration."
+    )
+    per_channel: bool = Field(default=False, description="one weight scale per output channel")
+    skip: ModulePatterns = Field(default_factory=list)
+
+
+class OpenvinoCompressWeightsParams(StepParams):
+    """``openvino_compress_weights``: NNCF weight compression of the OpenVINO model."""
+
+    mode: Literal["int8", "int4"] = Field(
+        default="int8", description="int8 (asymmetric, per channel) or int4 (symmetric, grouped)."
+    )
+    group_size: Annotated[int, Field(ge=-1, le=4096)] = Field(
+        default=128, description="int4 only: weights sharing one scale (-1: per channel)."
+    )
+    ratio: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=1.0, description="int4 only: fraction of layers in int4, the rest int8."
+    )
+    skip: ModulePatterns = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _int4_only(self) -> OpenvinoCompressWeightsParams:
+        if self.mode == "int8" and (self.group_size != 128 or self.ratio != 1.0):
+            raise ValueError("group_size and ratio apply to mode: int4 only")
+        return self
+
+
 class StepInfo(BaseModel):
     """One registered step: its parameters and when it runs."""
 
@@ -135,6 +181,11 @@ class StepInfo(BaseModel):
         description="Applied by from_pretrained (a quantization_config), not after loading.",
     )
     summary: str
+    runtime: str = Field(
+        default="pytorch",
+        description="pytorch steps act on the loaded module before any export; a runtime's "
+        "own steps act on its converted model, after every pytorch step.",
+    )
 
 
 STEPS: dict[str, StepInfo] = {
@@ -149,6 +200,21 @@ STEPS: dict[str, StepInfo] = {
     ),
     "bnb_4bit": StepInfo(
         params=Bnb4bitParams, load_time=True, summary="bitsandbytes 4-bit (CUDA, at load)"
+    ),
+    "onnx_quantize_dynamic": StepInfo(
+        params=OnnxQuantizeDynamicParams,
+        runtime="onnxruntime",
+        summary="ONNX Runtime dynamic int8 of MatMul/Gemm weights",
+    ),
+    "onnx_quantize_static": StepInfo(
+        params=OnnxQuantizeStaticParams,
+        runtime="onnxruntime",
+        summary="ONNX Runtime static int8 (QDQ), calibrated on evaluation rows",
+    ),
+    "openvino_compress_weights": StepInfo(
+        params=OpenvinoCompressWeightsParams,
+        runtime="openvino",
+        summary="NNCF int8/int4 weight compression of the OpenVINO model",
     ),
 }
 """The registry: step name → parameters model. Implementations: ``mcval.models.recipes``."""
@@ -184,11 +250,57 @@ def parse_step(step: StepLike) -> StepParams:
         raise ValueError(f"{step.name}: {_pydantic_message(exc)} (parameters: {known})") from None
 
 
-def recipe_errors(steps: Sequence[StepLike]) -> list[tuple[int, str]]:
-    """``(step index, message)`` for every problem (names, parameters, step order), in step
-    order; each message starts with the step's name."""
+_TORCH_ONLY = {
+    "quantize_dynamic": "onnx_quantize_dynamic (onnxruntime) or openvino_compress_weights",
+    "bnb_8bit": "openvino_compress_weights {mode: int8}",
+    "bnb_4bit": "openvino_compress_weights {mode: int4}",
+}
+
+
+def runtime_step_errors(names: Sequence[str], runtime: str) -> list[tuple[int, str]]:
+    """A runtime's step needs that runtime and comes after every pytorch step (it acts on
+    the exported model, which the pytorch steps can no longer change)."""
+    errors: list[tuple[int, str]] = []
+    seen_runtime_step: str | None = None
+    for index, name in enumerate(names):
+        info = STEPS.get(name)
+        if info is None:
+            continue
+        if runtime != "pytorch" and name in _TORCH_ONLY:
+            errors.append(
+                (
+                    index,
+                    f"{name} makes packed torch modules that cannot be exported to {runtime}; "
+                    f"use {_TORCH_ONLY[name]} instead",
+                )
+            )
+        if info.runtime != "pytorch":
+            if info.runtime != runtime:
+                errors.append(
+                    (
+                        index,
+                        f"{name} needs model.runtime: {info.runtime} (this submission runs on "
+                        f"{runtime}); set the runtime or remove the step",
+                    )
+                )
+            seen_runtime_step = seen_runtime_step or name
+        elif seen_runtime_step is not None:
+            errors.append(
+                (
+                    index,
+                    f"{name} must come before {seen_runtime_step}: pytorch steps act on the "
+                    "checkpoint before it is exported; move it up",
+                )
+            )
+    return errors
+
+
+def recipe_errors(steps: Sequence[StepLike], runtime: str = "pytorch") -> list[tuple[int, str]]:
+    """``(step index, message)`` for every problem (names, parameters, step order, runtime),
+    in step order; each message starts with the step's name."""
     errors: list[tuple[int, str]] = []
     names = [s.name for s in steps]
+    errors += runtime_step_errors(names, runtime)
     for index, step in enumerate(steps):
         try:
             parse_step(step)

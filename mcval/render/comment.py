@@ -255,12 +255,12 @@ def _section(report: SubmissionReport) -> list[str]:
         # Collapsed: raw HTML, where Markdown escapes would show, hence HTML escaping.
         title = (
             f"<details><summary>{badge} · {escape_html_text(record.id)} — "
-            f"{escape_html_text(record.method_name)} · {escape_html_text(record.model_id)}"
+            f"{escape_html_text(record.method_label)} · {escape_html_text(record.model_id)}"
             "</summary>"
         )
     else:
         title = (
-            f"### {badge} · {escape_inline(record.id)} — {escape_inline(record.method_name)}"
+            f"### {badge} · {escape_inline(record.id)} — {escape_inline(record.method_label)}"
             f" · {escape_inline(record.model_id)}"
         )
     lines = [title, "", code_span(report.path), ""]

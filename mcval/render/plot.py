@@ -114,7 +114,7 @@ def _points(records: Sequence[ResultRecord], x_field: str, metric: str) -> list[
         y = r.measured.quality.get(metric)
         if x is None or y is None or x <= 0:
             continue
-        points.append(Point(x, y * scale, r.team, r.method_name, r.baseline is None))
+        points.append(Point(x, y * scale, r.team, r.method_label, r.baseline is None))
     return sorted(points, key=lambda p: (p.x, p.y, p.team, p.label))
 
 

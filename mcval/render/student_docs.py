@@ -23,6 +23,7 @@ from typing import Any
 
 from mcval.metrics import DEFAULT_METRICS, TASK_METRICS, TASK_ROLES, TASKS
 from mcval.models.recipe_params import STEPS
+from mcval.runtimes import ARTEFACT_SUFFIXES, RUNTIME_LABELS, RUNTIME_TASKS
 from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, INPUT_SHAPES, TASK_INPUT_SHAPES
 from mcval.submission.units import NOT_MEASURED_SPELLINGS
 from mcval.tasks.base import TASK_MODEL_CLASSES
@@ -68,7 +69,8 @@ def recipe_steps() -> str:
         schema = info.params.model_json_schema()
         defs = schema.get("$defs", {})
         required = set(schema.get("required", []))
-        parts.append(f"\n**`{name}`**: {info.summary}.\n")
+        where = "" if info.runtime == "pytorch" else f" Needs `model.runtime: {info.runtime}`."
+        parts.append(f"\n**`{name}`**: {info.summary}.{where}\n")
         properties = schema.get("properties", {})
         if not properties:
             parts.append("\nNo parameters.\n")
@@ -135,7 +137,28 @@ def tasks() -> str:
     return "".join(rows)
 
 
-SECTIONS: dict[str, Callable[[], str]] = {"recipe-steps": recipe_steps, "tasks": tasks}
+def runtimes() -> str:
+    """Per runtime: the tasks it measures, its own recipe steps and what model.file takes."""
+    rows = [
+        "| `model.runtime` | shown as | tasks | its own recipe steps | `model.file` |\n"
+        "| --- | --- | --- | --- | --- |\n"
+    ]
+    for runtime, label in RUNTIME_LABELS.items():
+        steps = [f"`{n}`" for n, info in STEPS.items() if info.runtime == runtime]
+        if runtime == "pytorch":
+            steps = ["all the others"]
+        suffixes = ARTEFACT_SUFFIXES.get(runtime)
+        file = " or ".join(f"`{x}`" for x in suffixes) if suffixes else "not accepted"
+        tasks_ = ", ".join(RUNTIME_TASKS[runtime])
+        rows.append(f"| `{runtime}` | {label} | {tasks_} | {', '.join(steps) or '—'} | {file} |\n")
+    return "".join(rows)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "recipe-steps": recipe_steps,
+    "tasks": tasks,
+    "runtimes": runtimes,
+}
 
 
 def _pattern(name: str) -> re.Pattern[str]:

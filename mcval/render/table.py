@@ -183,7 +183,7 @@ def quality_change(
     return ", ".join(parts) or None
 
 
-_TEXT_FIELDS = {"model": "model_id", "team": "team", "method": "method_name"}
+_TEXT_FIELDS = {"model": "model_id", "team": "team", "method": "method_label"}
 
 
 def _row_cells(

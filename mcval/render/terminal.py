@@ -62,6 +62,7 @@ def render_terminal(reports: Sequence[SubmissionReport], console: Console) -> No
             console.print()
             continue
         record = report.record
+        console.print(f"  [dim]{escape(record.method_label)} · {escape(record.model_id)}[/]")
         table = Table(show_edge=False, pad_edge=False, header_style="bold")
         for name, justify in (
             ("metric", "left"),

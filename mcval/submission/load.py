@@ -340,6 +340,7 @@ def _apply_rules(loaded: LoadedSubmission, policy: Policy, repo_root: Path) -> l
     fill_normalizer(sub, policy)
     for message, at in language_problems(sub, model_dir) + data_file_problems(sub, repo_root):
         errors.append(doc.error(message, at))
+    errors.extend(_check_runtime(loaded))
     return errors
 
 
@@ -402,7 +403,16 @@ def _check_recipe(loaded: LoadedSubmission) -> list[InputError]:
     from mcval.models.recipe_params import recipe_errors
 
     doc = loaded.document
+    recipe, runtime = loaded.submission.method.recipe, loaded.submission.model.runtime
     return [
         doc.error(message, ("method", "recipe", index))
-        for index, message in recipe_errors(loaded.submission.method.recipe)
+        for index, message in recipe_errors(recipe, runtime)
     ]
+
+
+def _check_runtime(loaded: LoadedSubmission) -> list[InputError]:
+    """The runtime supports the task, the input shape, the library and ``model.file``."""
+    from mcval.submission.runtime_rules import runtime_problems
+
+    doc = loaded.document
+    return [doc.error(message, field) for field, message in runtime_problems(loaded.submission)]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from mcval.metrics import Normalizer, Task
+from mcval.runtimes import Library, Runtime
 from mcval.submission.units import NOT_MEASURED_SPELLINGS
 
 SCHEMA_VERSION = 1
@@ -61,8 +62,22 @@ class ModelSpec(StrictModel):
         "must be F32, F16 or BF16: a quantized GGUF (Q4_1, Q8_0, ...) is refused, since "
         "transformers would dequantize it and it would be measured as a floating-point model.",
     )
+    runtime: Runtime = Field(
+        default="pytorch",
+        description="What runs the model: pytorch, or the runner converts the checkpoint to "
+        "torchscript, onnxruntime or openvino (or loads model.file).",
+    )
+    library: Library = Field(
+        default="transformers",
+        description="transformers, or timm for image-classification (safetensors + config.json).",
+    )
+    file: ShortText | None = Field(
+        default=None,
+        description="An .onnx file (onnxruntime) or OpenVINO IR .xml with its .bin (openvino) "
+        "inside the model directory, measured as shipped instead of converting the checkpoint.",
+    )
 
-    @field_validator("id", "gguf_file")
+    @field_validator("id", "gguf_file", "file")
     @classmethod
     def _no_escape(cls, value: str | None) -> str | None:
         if value is None:

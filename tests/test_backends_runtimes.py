@@ -1,0 +1,299 @@
+"""The same tiny models measured on PyTorch, TorchScript, ONNX Runtime and OpenVINO:
+identical quality in fp32, sizes equal to an independent count of each runtime's weights,
+and the runtime steps (ORT dynamic/static int8, NNCF int8) shrinking what they claim."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_models import (
+    NER_LABELS,
+    QUICK_MEASURE_TOML,
+    TASK_CORPUS,
+    build_tiny_bert_classifier,
+    build_tiny_bert_token_classifier,
+    build_tiny_llama,
+    build_tiny_vit,
+    write_classification_rows,
+)
+
+from mcval.cli import main
+
+pytestmark = pytest.mark.slow
+HAVE_TIMM = importlib.util.find_spec("timm") is not None
+"""timm is the ``[timm]`` extra: PyPI's torchvision needs CUDA torch (pyproject.toml)."""
+RUNTIMES = ("pytorch", "torchscript", "onnxruntime", "openvino")
+MIB = 2**20
+POLICY = QUICK_MEASURE_TOML
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runtimes")
+    (root / ".git").mkdir()
+    (root / "mcval.toml").write_text(POLICY, encoding="utf-8")
+    build_tiny_bert_classifier(root / "models" / "bert")
+    build_tiny_bert_token_classifier(root / "models" / "ner")
+    build_tiny_llama(root / "models" / "llama")
+    write_classification_rows(root / "data" / "cls.jsonl")
+    ner = [
+        {
+            "tokens": t.split(),
+            "ner_tags": [NER_LABELS[(i + j) % 3] for j, _ in enumerate(t.split())],
+        }
+        for i, t in enumerate(TASK_CORPUS)
+    ]
+    (root / "data" / "ner.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ner))
+    (root / "data" / "lm.jsonl").write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in TASK_CORPUS)
+    )
+    build_tiny_vit(root / "models" / "vit")
+    if HAVE_TIMM:
+        _timm_model(root / "models" / "timm")
+    _images(root / "data")
+    return root
+
+
+ANIMALS = ("cat", "dog", "bird", "fish", "frog", "horse")
+
+
+def _timm_model(directory: Path) -> None:
+    """A timm classifier built from its config (no download), saved as a timm hub repo."""
+    import timm
+    import torch
+
+    from mcval.models.timm_loading import save_timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_efficientnet", num_classes=len(ANIMALS))
+    save_timm(model.eval(), directory, list(ANIMALS))
+
+
+def _images(data: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (data / "pics").mkdir()
+    rows = []
+    for i in range(6):
+        pixels = rng.integers(0, 256, size=(40 + i, 36, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(data / "pics" / f"{i}.png")
+        rows.append({"image": f"pics/{i}.png", "label": ANIMALS[i % 6]})
+    (data / "img.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+_TASKS = {
+    "text-classification": ("bert", "cls.jsonl", 16),
+    "token-classification": ("ner", "ner.jsonl", 16),
+    "causal-lm": ("llama", "lm.jsonl", 16),
+    "image-classification": ("vit", "img.jsonl", 32),
+    "timm": ("timm", "img.jsonl", 160),
+}
+_CASES = [
+    pytest.param(
+        t, marks=pytest.mark.skipif(t == "timm" and not HAVE_TIMM, reason="timm not installed")
+    )
+    for t in _TASKS
+]
+
+
+def measure(
+    repo: Path, task: str, runtime: str, recipe: list[dict] | None = None, name: str = "row"
+) -> dict:
+    model, data, tokens = _TASKS[task]
+    spec: dict = {"id": f"./models/{model}", "task": task, "runtime": runtime}
+    if task == "timm":
+        spec.update(task="image-classification", library="timm")
+    shape = {"image_size": tokens} if "image" in spec["task"] else {"tokens": tokens}
+    doc = {
+        "schema": 1,
+        "team": "team",
+        "model": spec,
+        "method": {"name": "FP32", "recipe": recipe or []},
+        "evaluation": {
+            "dataset": {"path": "json", "data_files": [f"data/{data}"]},
+            "batch_size": 3,
+        },
+        "benchmark": {"input": shape},
+    }
+    sub = repo / "submissions" / "team" / f"{name}-{runtime}-{task}.yaml"
+    sub.parent.mkdir(parents=True, exist_ok=True)
+    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return sub
+
+
+def run_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
+    capsys.readouterr()
+    rc = main(["measure", str(sub), "--device", "cpu", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("task", _CASES)
+def test_quality_is_identical_on_every_runtime(
+    repo: Path, task: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(repo)
+    results = {r: run_json(measure(repo, task, r), capsys) for r in RUNTIMES}
+    reference = results["pytorch"]["quality"]
+    for runtime, measured in results.items():
+        assert measured["quality"].keys() == reference.keys()
+        for metric, value in measured["quality"].items():
+            assert value == pytest.approx(reference[metric], rel=1e-4), (runtime, metric)
+        assert measured["latency_cpu_ms"] > 0
+        assert measured["weights_mb"] > 0
+
+
+def _independent_count(runtime: str, files: list[str]) -> int | None:
+    """Each runtime's weights counted another way than mcval does: ONNX initializers read
+    as numpy arrays (external data loaded), OpenVINO Constant nodes' data buffers."""
+    if runtime == "onnxruntime":
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(files[0])
+        arrays = [numpy_helper.to_array(t) for t in model.graph.initializer]
+        for node in model.graph.node:
+            arrays += [numpy_helper.to_array(a.t) for a in node.attribute if a.HasField("t")]
+        return sum(a.nbytes for a in arrays)
+    if runtime == "openvino":
+        import openvino as ov
+
+        model = ov.Core().read_model(files[0])
+        return sum(
+            op.get_data().nbytes for op in model.get_ops() if op.get_type_name() == "Constant"
+        )
+    return None
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_size_equals_an_independent_count(repo: Path, runtime: str, tmp_path: Path) -> None:
+    """The converted graph's weights, counted from tensor headers by mcval, equal the bytes
+    of the arrays the runtime's own reader returns (to the byte, so to 0.01 MiB)."""
+    import importlib
+
+    from transformers import AutoModelForSequenceClassification
+
+    from mcval.backends.base import ConvertRequest
+    from mcval.tasks.common import _accepted_inputs
+
+    model = AutoModelForSequenceClassification.from_pretrained(repo / "models" / "bert")
+    backend = importlib.import_module(f"mcval.backends.{runtime}_backend")
+    converted = backend.convert(
+        ConvertRequest(
+            task="text-classification",
+            model=model.eval(),
+            config=model.config,
+            accepted=_accepted_inputs(model),
+            workdir=tmp_path,
+            threads=1,
+            device="cpu",
+        )
+    )
+    expected = _independent_count(runtime, converted.size.files)
+    assert converted.size.weights_bytes == expected
+    assert converted.size.weights_mb == pytest.approx(expected / MIB, abs=0.01)
+    assert converted.size.files_bytes >= expected  # the files hold the graph too
+
+
+@pytest.mark.parametrize(
+    ("runtime", "step", "int_type"),
+    [
+        ("onnxruntime", {"onnx_quantize_dynamic": {}}, "int8"),
+        ("onnxruntime", {"onnx_quantize_static": {"samples": 4}}, "int8"),
+        ("openvino", {"openvino_compress_weights": {"mode": "int8"}}, "u8"),
+        ("openvino", {"openvino_compress_weights": {"mode": "int4", "group_size": 16}}, "i4"),
+    ],
+)
+def test_runtime_steps_store_integer_weights(
+    repo: Path,
+    runtime: str,
+    step: dict,
+    int_type: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(repo)
+    fp32 = run_json(measure(repo, "causal-lm", runtime, name="fp"), capsys)
+    quantized = run_json(measure(repo, "causal-lm", runtime, [step], name="q"), capsys)
+    dtypes = quantized["details"]["size"]["dtype_bytes"]
+    assert dtypes.get(int_type, 0) > 0, dtypes
+    assert quantized["weights_mb"] < fp32["weights_mb"]
+    assert quantized["quality"]["perplexity"] > 0
+    applied = [a for run in quantized["details"]["devices"] for a in run["recipe_applied"]]
+    assert any(next(iter(step)) in a for a in applied), applied
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+@pytest.mark.parametrize("runtime", ["torchscript", "onnxruntime"])
+def test_gpu_runtimes_give_latency_and_vram(
+    repo: Path, runtime: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TorchScript on CUDA (torch's allocator) and ONNX Runtime's CUDA provider (NVML)."""
+    import onnxruntime
+
+    if runtime == "onnxruntime" and "CUDAExecutionProvider" not in (
+        onnxruntime.get_available_providers()
+    ):
+        pytest.skip("onnxruntime-gpu is not installed")
+    monkeypatch.chdir(repo)
+    sub = measure(repo, "text-classification", runtime, name="gpu")
+    capsys.readouterr()
+    assert main(["measure", str(sub), "--device", "cuda", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["latency_gpu_ms"] > 0
+    assert measured["vram_mb"] is not None and measured["vram_mb"] > 0
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_skip_keeps_the_named_modules_in_float(repo: Path, runtime: str, tmp_path: Path) -> None:
+    """``skip: ['*down_proj']`` leaves exactly those weights in float32 (compared with the
+    same step without ``skip``)."""
+    import importlib
+
+    from transformers import AutoModelForCausalLM
+
+    from mcval.backends.base import ConvertRequest
+    from mcval.submission.schema import RecipeStep
+    from mcval.tasks.common import _accepted_inputs
+
+    model = AutoModelForCausalLM.from_pretrained(repo / "models" / "llama").eval()
+    down = sum(m.weight.numel() for n, m in model.named_modules() if n.endswith("down_proj"))
+    name = "onnx_quantize_dynamic" if runtime == "onnxruntime" else "openvino_compress_weights"
+    backend = importlib.import_module(f"mcval.backends.{runtime}_backend")
+
+    def size(skip: list[str], where: str) -> dict[str, int]:
+        step = RecipeStep(name=name, params={"skip": skip} if skip else {})
+        workdir = tmp_path / where
+        workdir.mkdir()
+        request = ConvertRequest(
+            task="causal-lm",
+            model=model,
+            config=model.config,
+            accepted=_accepted_inputs(model),
+            workdir=workdir,
+            threads=1,
+            device="cpu",
+            steps=[step],
+        )
+        return backend.convert(request).size.dtype_bytes
+
+    plain, skipped = size([], "plain"), size(["*down_proj"], "skip")
+    if runtime == "onnxruntime":  # int8 values and zero points, float scales
+        assert down <= plain["int8"] - skipped["int8"] <= down + 64
+        assert skipped["float"] - plain["float"] >= 4 * down - 64
+    else:  # NNCF int8: u8 values and u8 zero points, f16/f32 scales
+        assert skipped["f32"] - plain["f32"] == 4 * down
