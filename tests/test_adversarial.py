@@ -573,7 +573,8 @@ CASES = [
         edit("  name: fp32", "  name: fp32\n  recipe:\n    - exec_python: {code: 'import os'}"),
         [
             f"{FILE}:10:7: unknown recipe step 'exec_python'; known steps: cast, "
-            "quantize_dynamic, prune, cluster, bnb_8bit, bnb_4bit"
+            "quantize_dynamic, prune, cluster, bnb_8bit, bnb_4bit, onnx_quantize_dynamic, "
+            "onnx_quantize_static, openvino_compress_weights"
         ],
     ),
     Case(

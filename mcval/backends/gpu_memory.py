@@ -11,28 +11,23 @@ from __future__ import annotations
 
 import os
 
-from mcval.measure.memory import MIB, VramStats
+from mcval.measure.memory import MIB, VramStats, nvml
 
 
 def process_vram_bytes(device: str) -> int | None:
     """This process's used GPU memory on ``device`` per NVML; None without NVML/GPU."""
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
+    with nvml() as nv:
+        if nv is None:
+            return None
         try:
             index = int(device.split(":")[1]) if ":" in device else 0
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            handle = nv.nvmlDeviceGetHandleByIndex(index)
+            for proc in nv.nvmlDeviceGetComputeRunningProcesses(handle):
                 if proc.pid == os.getpid() and proc.usedGpuMemory is not None:
                     return int(proc.usedGpuMemory)
             return 0
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return None
+        except Exception:
+            return None
 
 
 def nvml_vram(device: str, baseline: int | None) -> VramStats | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-MIB = 2**20
+from mcval.measure.memory import MIB, decoded, nvml
 
 
 class Environment(BaseModel):
@@ -69,27 +69,20 @@ def package_version(dist: str) -> str | None:
 
 
 def _gpu_from_nvml() -> tuple[str, int, float, str] | None:
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
+    with nvml() as nv:
+        if nv is None:
+            return None
         try:
-            count = pynvml.nvmlDeviceGetCount()
+            count = nv.nvmlDeviceGetCount()
             if not count:
                 return None
-            h = pynvml.nvmlDeviceGetHandleByIndex(0)
-            name = pynvml.nvmlDeviceGetName(h)
-            driver = pynvml.nvmlSystemGetDriverVersion()
-            total = pynvml.nvmlDeviceGetMemoryInfo(h).total
-            name = name.decode() if isinstance(name, bytes) else name
-            driver = driver.decode() if isinstance(driver, bytes) else driver
+            h = nv.nvmlDeviceGetHandleByIndex(0)
+            name = decoded(nv.nvmlDeviceGetName(h))
+            driver = decoded(nv.nvmlSystemGetDriverVersion())
+            total = nv.nvmlDeviceGetMemoryInfo(h).total
             return str(name), int(count), float(total) / MIB, str(driver)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return None
+        except Exception:
+            return None
 
 
 def _gpu_from_smi() -> tuple[str, int, float, str] | None:

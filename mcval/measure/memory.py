@@ -15,10 +15,12 @@ polling thread is the fallback, and the runner pauses it while timing.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -267,35 +269,47 @@ def reset_vram(device: str) -> None:
     torch.cuda.reset_peak_memory_stats(device)
 
 
-def _nvml_used(device: str) -> tuple[float, float] | None:
-    """(used, total) bytes from NVML for the GPU behind ``device`` (matched by UUID)."""
+@contextlib.contextmanager
+def nvml() -> Iterator[Any | None]:
+    """``pynvml``, initialised for the block and shut down after it; None where NVML (the
+    ``nvidia-ml-py`` package or a driver) is missing. The one place NVML is opened."""
     try:
         import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        return None
+
+        pynvml.nvmlInit()
+    except Exception:
+        yield None
+        return
+    try:
+        yield pynvml
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def decoded(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _nvml_used(device: str) -> tuple[float, float] | None:
+    """(used, total) bytes from NVML for the GPU behind ``device`` (matched by UUID)."""
     import torch
 
-    try:
-        pynvml.nvmlInit()
+    with nvml() as nv:
+        if nv is None:
+            return None
         try:
-            uuid = str(torch.cuda.get_device_properties(device).uuid)
-            index = torch.device(device).index or 0
-            handle = None
-            for i in range(pynvml.nvmlDeviceGetCount()):
-                h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                nv_uuid = pynvml.nvmlDeviceGetUUID(h)
-                nv_uuid = nv_uuid.decode() if isinstance(nv_uuid, bytes) else nv_uuid
-                if nv_uuid.removeprefix("GPU-") == uuid.removeprefix("GPU-"):
+            uuid = str(torch.cuda.get_device_properties(device).uuid).removeprefix("GPU-")
+            handle = nv.nvmlDeviceGetHandleByIndex(torch.device(device).index or 0)
+            for i in range(nv.nvmlDeviceGetCount()):
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                if decoded(nv.nvmlDeviceGetUUID(h)).removeprefix("GPU-") == uuid:
                     handle = h
                     break
-            if handle is None:
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            info = nv.nvmlDeviceGetMemoryInfo(handle)
             return float(info.used), float(info.total)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return None
+        except Exception:
+            return None
 
 
 def end_vram_load_window(device: str) -> float:
