@@ -149,3 +149,13 @@ def write_cell(
     if record is not None:
         save_record(folder / "results", record)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Autouse where imported: a step's Actions files in tmp_path, no event, cwd there."""
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    for name in ("GITHUB_EVENT_PATH", "GITHUB_RUN_ID", "GITHUB_SERVER_URL", "GITHUB_ACTIONS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)

@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ci_helpers import ci_main, local_submission, read_outputs
+from ci_helpers import (
+    actions_env,  # noqa: F401  (autouse fixture)
+    ci_main,
+    local_submission,
+    read_outputs,
+)
 from fake_github import FakeGithub
 
 from mcval.ci.plan import slug_of
@@ -30,15 +35,6 @@ BASE_FILES = {
     "submissions/alpha/model/model.safetensors": "weights-v1",
     "submissions/beta/hub.yaml": "schema: 1\nteam: beta\nmodel: {id: org/name}\n",
 }
-
-
-@pytest.fixture(autouse=True)
-def actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
-    for name in ("GITHUB_EVENT_PATH", "GITHUB_RUN_ID", "GITHUB_SERVER_URL", "GITHUB_ACTIONS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def checkout(tmp_path: Path, policy: str | None = TEAMS) -> Path:

@@ -13,22 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ci_helpers import INT8_MEASURED, INT8_YAML, ci_main, make_record
+from ci_helpers import (
+    INT8_MEASURED,
+    INT8_YAML,
+    actions_env,  # noqa: F401  (autouse fixture)
+    ci_main,
+    make_record,
+)
 from fake_github import FakeGithub
 
 from mcval.results import save_record
 
 BASE = "course/table"
 OWN = "submissions/ml_masters/int8.yaml"
-
-
-@pytest.fixture(autouse=True)
-def actions_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
-    for name in ("GITHUB_EVENT_PATH", "GITHUB_RUN_ID", "GITHUB_SERVER_URL", "GITHUB_ACTIONS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
