@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-Runtime = Literal["pytorch", "torchscript", "onnxruntime", "openvino"]
+Runtime = Literal["pytorch", "torchscript", "onnxruntime", "openvino", "llama.cpp"]
 Library = Literal["transformers", "timm"]
 
-RUNTIMES: tuple[str, ...] = ("pytorch", "torchscript", "onnxruntime", "openvino")
+RUNTIMES: tuple[str, ...] = ("pytorch", "torchscript", "onnxruntime", "openvino", "llama.cpp")
 RUNTIME_LABELS: dict[str, str] = {
     "pytorch": "PyTorch",
     "torchscript": "TorchScript",
     "onnxruntime": "ONNX Runtime",
     "openvino": "OpenVINO",
+    "llama.cpp": "llama.cpp",
 }
 """How the table, the comment and the terminal name a runtime (``INT8 dynamic · OpenVINO``)."""
 
@@ -33,10 +34,15 @@ RUNTIME_TASKS: dict[str, tuple[str, ...]] = {
     "torchscript": FORWARD_TASKS,
     "onnxruntime": FORWARD_TASKS,
     "openvino": FORWARD_TASKS,
+    "llama.cpp": ("causal-lm",),
 }
 """Tasks each runtime measures. Exported runtimes run one forward pass returning logits:
 causal-lm is measured by perplexity and a forward over ``benchmark.input.tokens`` (not yet
-``generate`` with a KV cache); translation and speech recognition stay on PyTorch."""
+``generate`` with a KV cache); translation and speech recognition stay on PyTorch.
+llama.cpp runs a GGUF file (``model.gguf_file``) as it is: causal-lm, generation included."""
+
+GGUF_RUNTIMES: tuple[str, ...] = ("llama.cpp",)
+"""Runtimes that measure ``model.gguf_file`` as GGUF (quantized tensors at their width)."""
 
 ARTEFACT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "onnxruntime": (".onnx",),
@@ -80,12 +86,26 @@ def task_problem(runtime: str, task: str) -> str | None:
 
 def generation_problem(runtime: str) -> str | None:
     """Exported runtimes time one forward pass, not ``generate`` (no KV-cache export yet)."""
-    if runtime == "pytorch":
+    if runtime in ("pytorch", *GGUF_RUNTIMES):
         return None
     return (
         f"{RUNTIME_LABELS[runtime]} times one forward pass: use benchmark.input "
         "{tokens: N} (generation with prompt_tokens/new_tokens runs on PyTorch only)"
     )
+
+
+def gguf_problem(runtime: str, gguf_file: str | None, file: str | None) -> str | None:
+    """llama.cpp measures a GGUF file and nothing else; None when the fields fit."""
+    if runtime not in GGUF_RUNTIMES:
+        return None
+    if file is not None:
+        return f"runtime {runtime} runs a GGUF file: name it in model.gguf_file, not model.file"
+    if gguf_file is None:
+        return (
+            f"runtime {runtime} runs a GGUF file: set model.gguf_file to the .gguf file in the "
+            "model repository or directory"
+        )
+    return None
 
 
 def file_problem(runtime: str, file: str | None) -> str | None:
