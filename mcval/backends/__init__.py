@@ -24,6 +24,7 @@ _MODULES: dict[str, str] = {
     "torchscript": "mcval.backends.torchscript_backend",
     "onnxruntime": "mcval.backends.onnxruntime_backend",
     "openvino": "mcval.backends.openvino_backend",
+    "llama.cpp": "mcval.backends.llamacpp_backend",
 }
 
 __all__ = ["ConvertRequest", "RuntimeModel", "load_artefact", "split_recipe", "to_runtime"]
@@ -81,6 +82,7 @@ def to_runtime(
         artefact=artefact,
         model_dir=model_dir,
         max_bytes=max_bytes,
+        submission=sub,
     )
     converted: RuntimeModel = importlib.import_module(_MODULES[runtime]).convert(request)
     converted.workdir = workdir  # type: ignore[attr-defined]

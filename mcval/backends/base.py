@@ -202,6 +202,8 @@ class ConvertRequest:
     artefact: Path | None = None
     model_dir: Path | None = None
     max_bytes: int | None = None
+    submission: Any = None
+    """The ``Submission`` (llama.cpp sizes its context to the sequences it will run)."""
 
 
 def feeds_of(batches: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
