@@ -354,3 +354,58 @@ def test_measure_times_and_sizes_the_gguf_in_a_child(
     assert measured["quality"]["perplexity"] == pytest.approx(math.exp(nll / count), rel=1e-3)
     notes = " ".join(details["devices"][0].get("recipe_applied") or [])
     assert "use_mmap=False" in notes, details["devices"][0]
+
+
+def test_gpu_without_a_cuda_build_is_not_applicable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU build of llama.cpp asked for the GPU: "not applicable", naming the build flag."""
+    from mcval.backends.base import ConvertRequest
+    from mcval.backends.llamacpp_backend import convert
+    from mcval.models.errors import NotApplicableError
+
+    stub = types.ModuleType("llama_cpp")
+    stub.llama_supports_gpu_offload = lambda: False  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llama_cpp", stub)
+    request = ConvertRequest(
+        task="causal-lm",
+        model=None,
+        config=None,
+        accepted=None,
+        workdir=tmp_path,
+        threads=1,
+        device="cuda:0",
+        artefact=small_gguf(tmp_path / "m.gguf"),
+    )
+    with pytest.raises(NotApplicableError) as info:
+        convert(request)
+    assert str(info.value.reason) == (
+        "llama.cpp on GPU needs llama-cpp-python built with CUDA "
+        "(CMAKE_ARGS=-DGGML_CUDA=on, docs/maintainers.md)"
+    )
+
+
+def _cuda_llama() -> bool:
+    if not HAVE_LLAMA:
+        return False
+    import llama_cpp
+    import torch
+
+    return torch.cuda.is_available() and bool(llama_cpp.llama_supports_gpu_offload())
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not _cuda_llama(), reason="needs CUDA and a CUDA build of llama-cpp-python")
+def test_gpu_offload_gives_latency_and_vram(
+    smol_repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every layer on the GPU: VRAM (NVML, this process) holds the offloaded weights (all
+    but the token embedding, 28.7 MiB of Q8_0, which llama.cpp keeps on the CPU)."""
+    sub = _submission(smol_repo, "models/smol", SMOL_NAME, "gpu")
+    monkeypatch.chdir(smol_repo)
+    capsys.readouterr()
+    assert main(["measure", str(sub), "--device", "cuda", "--json", "--skip-quality"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["latency_gpu_ms"] > 0
+    assert measured["vram_mb"] is not None and measured["vram_mb"] > 60
