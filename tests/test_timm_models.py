@@ -198,3 +198,42 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(
     _copy_with_config(repo, "mismatch", num_classes=4, label_names=list(ANIMALS[:4]))
     out = _check_refuses(repo, "mismatch", capsys, monkeypatch)
     assert "timm could not build 'test_efficientnet' from the checkpoint" in out
+
+
+@pytest.mark.slow
+def test_efficientvit_logits_agree_across_runtimes(tmp_path: Path) -> None:
+    """The course's efficientvit family (b0 here, b3 in the 2025 table), built from its
+    config: each exported runtime returns PyTorch's logits on the same pixels, so equal
+    accuracy above is not a coincidence of a random classifier."""
+    import importlib
+
+    import torch
+
+    from mcval.backends.base import ConvertRequest
+    from mcval.models.timm_loading import load_timm
+    from mcval.policy import Policy
+
+    save_classifier(tmp_path / "evit", "efficientvit_b0")
+    spec = type("Spec", (), {"id": "./evit", "revision": None})()
+    loaded = load_timm(spec, tmp_path, "cpu", Policy())
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = loaded.model(pixel_values=pixels).logits
+    assert expected.shape == (2, len(ANIMALS))
+    for runtime in ("torchscript", "onnxruntime", "openvino"):
+        backend = importlib.import_module(f"mcval.backends.{runtime}_backend")
+        (tmp_path / runtime).mkdir()
+        converted = backend.convert(
+            ConvertRequest(
+                task="image-classification",
+                model=loaded.model,
+                config=loaded.config,
+                accepted={"pixel_values"},
+                workdir=tmp_path / runtime,
+                threads=1,
+                device="cpu",
+            )
+        )
+        logits = converted(pixel_values=pixels).logits
+        torch.testing.assert_close(logits, expected, rtol=1e-3, atol=1e-4, msg=runtime)
+        assert converted.size.weights_mb == pytest.approx(8.17, abs=0.06), runtime
