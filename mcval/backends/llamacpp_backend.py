@@ -36,7 +36,7 @@ import ctypes
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,10 @@ import torch
 from mcval.backends.base import ConvertRequest, RuntimeModel, WeightCount
 from mcval.measure.size import SizeReport
 from mcval.models.errors import LoadError, NotApplicableError
+
+if TYPE_CHECKING:
+    from mcval.models.gguf_checks import GGUFTable
+    from mcval.models.loading import LoadedModel
 
 RUNTIME = "llama.cpp"
 MAX_BATCH = 512
@@ -104,7 +108,7 @@ def gguf_config(metadata: dict[str, Any], vocab_size: int) -> GGUFConfig:
     )
 
 
-def load_source(spec: Any, repo_root: Path, policy: Any) -> Any:
+def load_source(spec: Any, repo_root: Path, policy: Any) -> LoadedModel:
     """The GGUF of a llama.cpp submission, resolved and validated (quantized types accepted),
     as the ``LoadedModel`` the measuring child converts with ``to_runtime``."""
     from mcval.models.gguf_checks import walk_gguf
@@ -155,7 +159,7 @@ def context_needed(sub: Any, config: Any) -> int:
     return min(needed, limit) if limit else needed
 
 
-def size_report(table: Any, path: Path) -> SizeReport:
+def size_report(table: GGUFTable, path: Path) -> SizeReport:
     """``weights_mb``: every tensor's data at its stored width, per type (module docstring)."""
     count = WeightCount()
     for tensor in table.tensors:
