@@ -84,10 +84,25 @@ def to_runtime(
     )
     converted: RuntimeModel = importlib.import_module(_MODULES[runtime]).convert(request)
     converted.workdir = workdir  # type: ignore[attr-defined]
+    converted.generation_config = generation_settings(model, config, model_dir)
     label = RUNTIME_LABELS[runtime]
     how = f"{label}: loaded {artefact.name}" if artefact else f"{label}: converted"
     converted.notes.insert(0, how)
     return converted
+
+
+def generation_settings(model: Any, config: Any, model_dir: Path | None) -> Any:
+    """The ``GenerationConfig`` PyTorch's ``generate`` would use (its end-of-sequence ids):
+    the loaded model's, else a shipped directory's ``generation_config.json``, else the
+    model config's."""
+    from transformers import GenerationConfig
+
+    found = getattr(model, "generation_config", None)
+    if found is not None:
+        return found
+    if model_dir is not None and (model_dir / "generation_config.json").is_file():
+        return GenerationConfig.from_pretrained(str(model_dir))
+    return GenerationConfig.from_model_config(config)
 
 
 def load_artefact(spec: Any, repo_root: Path, policy: Any) -> tuple[Path, Path, Any]:
