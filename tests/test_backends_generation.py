@@ -385,3 +385,62 @@ def test_torchscript_generation_is_refused_naming_the_runtimes_that_can(
         "TorchScript times one forward pass: use benchmark.input {tokens: N} (generation "
         "with prompt_tokens/new_tokens runs on PyTorch, ONNX Runtime, OpenVINO)"
     ) in out.out + out.err
+
+
+def _refusal(sub: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``mcval validate`` (the bot) on a shipped graph mcval cannot feed: exit 2, why."""
+    capsys.readouterr()
+    rc = main(["validate", str(sub), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert rc == 2, captured.out + captured.err
+    return captured.out + captured.err
+
+
+def test_a_stateful_openvino_lm_is_refused_with_the_fix(
+    repo: Path, shipped: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Optimum Intel's default IR keeps the cache as state: refused at load, with the fix."""
+    import openvino as ov
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    monkeypatch.chdir(repo)
+    directory = shipped["cache"]
+    model = ov.Core().read_model(str(directory / "openvino_model.xml"))
+    past, present = cache_names(2)
+    apply_make_stateful_transformation(model, dict(zip(past, present, strict=True)))
+    ov.save_model(model, str(directory / "stateful.xml"), compress_to_fp16=False)
+    spec = {"id": "./models/llama-cache", "runtime": "openvino", "file": "stateful.xml"}
+    out = _refusal(_submission(repo, "stateful", spec, GENERATE), capsys)
+    assert (
+        "model.file stateful.xml is a stateful OpenVINO model (its KV cache is internal state, "
+        "fed beam_idx), which mcval does not drive; export it stateless "
+        "(optimum-cli export openvino --disable-stateful)"
+    ) in " ".join(out.split())
+
+
+def test_a_graph_input_mcval_cannot_feed_is_named(
+    repo: Path, shipped: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A merged decoder's ``use_cache_branch`` (older Optimum) is named, not guessed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    monkeypatch.chdir(repo)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input_ids"], ["logits"])],
+        "merged",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"]),
+            helper.make_tensor_value_info("use_cache_branch", TensorProto.BOOL, [1]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.INT64, ["b", "s"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(shipped["plain"] / "merged.onnx"))
+    spec = {"id": "./models/llama-plain", "runtime": "onnxruntime", "file": "merged.onnx"}
+    out = _refusal(_submission(repo, "merged", spec, GENERATE), capsys)
+    assert (
+        "model.file merged.onnx takes input(s) use_cache_branch that mcval cannot feed; it "
+        "feeds input_ids, attention_mask, token_type_ids, position_ids, pixel_values and a KV "
+        "cache named past_key_values.N.key"
+    ) in " ".join(out.split())

@@ -105,7 +105,10 @@ class RuntimeModel:
         convert = (lambda v: v) if self.torch_inputs else _as_numpy
         feed = {k: convert(v) for k, v in inputs.items() if k in self.input_names}
         if self.cache is not None and not self.torch_inputs:
-            feed = self.cache.complete(feed)  # a whole sequence: empty past, positions
+            feed = {**self.cache.empty(np.shape(feed["input_ids"])[0]), **feed}
+        if "position_ids" in self.input_names and "position_ids" not in feed:
+            mask = _as_numpy(inputs["attention_mask"])  # a whole sequence (Optimum's graphs)
+            feed["position_ids"] = convert(torch.from_numpy(positions(mask, mask.shape[1])))
         if "token_type_ids" in self.input_names and "token_type_ids" not in feed:
             # What transformers does when a task gives none (one-segment inputs): zeros.
             ids = inputs["input_ids"]
@@ -271,8 +274,8 @@ class CacheLayout:
         }
 
     def complete(self, feed: dict[str, Any]) -> dict[str, Any]:
-        """A whole-sequence call (quality, ``{tokens: N}``): an empty past, and positions
-        from the attention mask when the graph takes them."""
+        """A whole-sequence feed (calibration rows): an empty past, and positions from the
+        attention mask when the graph takes them."""
         ids = np.asarray(feed["input_ids"])
         out = {**self.empty(ids.shape[0]), **feed}
         if self.position_ids and "position_ids" not in feed:
@@ -395,3 +398,36 @@ def cache_example(config: Any, layers: int) -> tuple[torch.Tensor, ...]:
     mask = torch.ones((2, 7), dtype=torch.long)
     past = [torch.randn(2, kv_heads, 4, head_dim, generator=generator) for _ in range(2 * layers)]
     return (ids, mask, *past)
+
+
+FEEDABLE = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "pixel_values")
+"""Graph inputs mcval can feed, besides a KV cache's ``past_key_values.N.key|value``."""
+
+
+def check_feedable(
+    names: Sequence[str], layout: CacheLayout | None, file: str, stateful: bool = False
+) -> None:
+    """Refuse, at load and with the fix, a shipped graph whose inputs mcval cannot feed
+    (rather than failing inside the timed call): a stateful OpenVINO LM (Optimum Intel's
+    default, its cache inside the model, fed ``beam_idx``), or inputs of unknown meaning."""
+    from mcval.models.errors import LoadError
+
+    field = ("model", "file")
+    if stateful or "beam_idx" in names:
+        raise LoadError(
+            f"model.file {file} is a stateful OpenVINO model (its KV cache is internal state, "
+            "fed beam_idx), which mcval does not drive; export it stateless "
+            "(optimum-cli export openvino --disable-stateful), or leave model.file out and "
+            "the runner converts the checkpoint",
+            field,
+        )
+    known = set(FEEDABLE) | set(layout.past if layout is not None else ())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise LoadError(
+            f"model.file {file} takes input(s) {', '.join(unknown)} that mcval cannot feed; "
+            f"it feeds {', '.join(FEEDABLE)} and a KV cache named past_key_values.N.key / "
+            "past_key_values.N.value with outputs present.N.key / present.N.value (Optimum's "
+            "names)",
+            field,
+        )

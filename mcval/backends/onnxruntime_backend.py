@@ -29,6 +29,7 @@ from mcval.backends.base import (
     WeightCount,
     cache_example,
     cache_names,
+    check_feedable,
     decoder_layers,
     dynamic_axes,
     example_inputs,
@@ -286,6 +287,7 @@ def convert(request: ConvertRequest) -> RuntimeModel:
         graph = onnx.load(str(path), load_external_data=False).graph
         initializers = {i.name for i in graph.initializer}
         names = [i.name for i in graph.input if i.name not in initializers]
+        check_feedable(names, onnx_cache_layout(path, request.config), path.name)
     else:
         path = request.workdir / "model.onnx"
         names, notes = export_onnx(request, path)

@@ -16,6 +16,7 @@ cannot be converted that way, the logits-only model is used and the notes say so
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from mcval.backends.base import (
     WeightCount,
     cache_example,
     cache_names,
+    check_feedable,
     decoder_layers,
     example_inputs,
     graph_inputs,
@@ -123,6 +125,12 @@ def convert(request: ConvertRequest) -> RuntimeModel:
         assert request.model_dir is not None and request.max_bytes is not None
         files = vet_ir(request.artefact, request.model_dir, request.max_bytes)
         model = core.read_model(str(files[0]), str(files[1]))
+        check_feedable(
+            [p.get_any_name() for p in model.inputs],
+            ir_cache_layout(model, request.config),
+            request.artefact.name,
+            stateful=bool(model.get_variables()),
+        )
     else:
         model = None
         if request.task == "causal-lm":
@@ -193,7 +201,8 @@ def convert_with_cache(request: ConvertRequest) -> Any:
     past, present = cache_names(layers)
     args = cache_example(request.config, layers)
     wrapper = DecoderWithCache(request.model, layers).eval()
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's warnings on every architecture
         model = ov.convert_model(wrapper, example_input=args)
     names = ["input_ids", "attention_mask", *past]
     for port, name in zip(model.inputs, names, strict=True):
