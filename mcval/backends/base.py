@@ -230,6 +230,9 @@ class ConvertRequest:
     artefact: Path | None = None
     model_dir: Path | None = None
     max_bytes: int | None = None
+    hub_snapshot: bool = False
+    """``model_dir`` is a hub snapshot: its files are huggingface_hub's links into the blob
+    store, so the artefact's files are confined by the paths they name, not link targets."""
 
 
 def feeds_of(batches: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:

@@ -224,7 +224,8 @@ def quantize(path: Path, step: Any, params: Any, request: ConvertRequest, names:
         quantize_static,
     )
 
-    target = path.with_name(f"{path.stem}.{step.name}.onnx")
+    # Into the work directory: never beside a shipped graph (the repository, the hub cache).
+    target = request.workdir / f"{path.stem}.{step.name}.onnx"
     if step.name == "onnx_quantize_dynamic":
         quantize_dynamic(
             str(path),
@@ -282,7 +283,12 @@ def convert(request: ConvertRequest) -> RuntimeModel:
         from mcval.backends.onnx_safety import vet_onnx
 
         assert request.model_dir is not None and request.max_bytes is not None
-        vet_onnx(request.artefact, request.model_dir, request.max_bytes)
+        shipped = vet_onnx(
+            request.artefact,
+            request.model_dir,
+            request.max_bytes,
+            follow_links=not request.hub_snapshot,
+        )
         path = request.artefact
         graph = onnx.load(str(path), load_external_data=False).graph
         initializers = {i.name for i in graph.initializer}
@@ -299,7 +305,9 @@ def convert(request: ConvertRequest) -> RuntimeModel:
     names = [i.name for i in sess.get_inputs()]
     count = onnx_weight_count(path)
     files = [path, *[f for f in path.parent.glob(path.name + ".data")]]
-    if request.artefact is not None:
+    if request.artefact is not None and not request.steps:
+        files = shipped
+    elif request.artefact is not None:  # quantized into the work directory
         import onnx
 
         from mcval.backends.onnx_safety import external_files

@@ -68,12 +68,16 @@ def constant_weight_count(model: Any) -> WeightCount:
     return count
 
 
-def vet_ir(xml: Path, model_dir: Path, max_bytes: int) -> list[Path]:
-    """A shipped IR: the .xml and its .bin inside the model directory, within the limit."""
+def vet_ir(xml: Path, model_dir: Path, max_bytes: int, *, follow_links: bool = True) -> list[Path]:
+    """A shipped IR: the .xml and its .bin inside the model directory, within the limit
+    (``follow_links=False``: a hub snapshot, whose files link into the blob store)."""
+    import os
+
     bin_path = xml.with_suffix(".bin")
-    root = model_dir.resolve()
+    root = model_dir.resolve() if follow_links else Path(os.path.abspath(model_dir))
     for f in (xml, bin_path):
-        if not f.resolve().is_relative_to(root):
+        where = f.resolve() if follow_links else Path(os.path.abspath(f))
+        if not where.is_relative_to(root):
             raise UnsafeModelError(f"{f.name} resolves outside the model directory", FILE_FIELD)
     if not bin_path.is_file():
         raise UnsafeModelError(
@@ -123,7 +127,12 @@ def convert(request: ConvertRequest) -> RuntimeModel:
     notes: list[str] = []
     if request.artefact is not None:
         assert request.model_dir is not None and request.max_bytes is not None
-        files = vet_ir(request.artefact, request.model_dir, request.max_bytes)
+        files = vet_ir(
+            request.artefact,
+            request.model_dir,
+            request.max_bytes,
+            follow_links=not request.hub_snapshot,
+        )
         model = core.read_model(str(files[0]), str(files[1]))
         check_feedable(
             [p.get_any_name() for p in model.inputs],
