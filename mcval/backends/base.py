@@ -21,6 +21,21 @@ import torch
 from mcval.measure.size import MIB, SizeReport
 
 RunFn = Callable[[dict[str, Any]], Any]
+RUNTIME_DTYPES: dict[str, str] = {
+    # ONNX TensorProto names (lower case)
+    "float": "torch.float32", "float16": "torch.float16", "bfloat16": "torch.bfloat16",
+    "double": "torch.float64", "int8": "torch.int8", "uint8": "torch.uint8",
+    "int16": "torch.int16", "int32": "torch.int32", "int64": "torch.int64", "bool": "torch.bool",
+    # OpenVINO element types
+    "f32": "torch.float32", "f16": "torch.float16", "bf16": "torch.bfloat16",
+    "f64": "torch.float64", "i8": "torch.int8", "u8": "torch.uint8", "i4": "int4",
+    "u4": "uint4", "i16": "torch.int16", "i32": "torch.int32", "i64": "torch.int64",
+    "boolean": "torch.bool",
+}  # fmt: skip
+"""A runtime's dtype names in the inspection's terms (``torch.float16``; 4-bit as ``int4``)."""
+_INTEGER_WEIGHTS = frozenset({"torch.int8", "torch.uint8", "int4", "uint4"})
+LOWBIT_MIN_ELEMENTS = 1024
+"""Integer tensors this large are quantized weights, not zero points, shapes or indices."""
 DecodeFn = Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, Any]]
 """One decoding call on a graph with a KV cache: ``(input_ids, attention_mask, past)`` →
 ``(logits of the last position, batch × vocab float32, present)``; ``past`` is None at the
@@ -37,12 +52,53 @@ class WeightCount:
     tensors: int = 0
     elements: int = 0
     by_dtype: dict[str, int] = field(default_factory=dict)
+    elements_by_dtype: dict[str, int] = field(default_factory=dict)
+    lowbit_tensors: int = 0
+    """Weight-sized (``LOWBIT_MIN_ELEMENTS``+) tensors stored in 8 bits or fewer as integers."""
+    int8_elements: int = 0
 
     def add(self, dtype: str, nbytes: int, elements: int) -> None:
         self.total += nbytes
         self.tensors += 1
         self.elements += elements
         self.by_dtype[dtype] = self.by_dtype.get(dtype, 0) + nbytes
+        name = RUNTIME_DTYPES.get(dtype, dtype)
+        self.elements_by_dtype[name] = self.elements_by_dtype.get(name, 0) + elements
+        if name in _INTEGER_WEIGHTS and elements >= LOWBIT_MIN_ELEMENTS:
+            self.lowbit_tensors += 1
+            if name in ("torch.int8", "torch.uint8"):
+                self.int8_elements += elements
+
+    def inspection(self, source: str) -> Any:
+        """A ``ModelInspection`` of the stored tensors, for the claim checks that read
+        dtypes (an "INT8" row whose graph stores no int8 weight is flagged as a PyTorch row
+        is); per-layer statistics (zeros, distinct values) are not read from graphs."""
+        import hashlib
+
+        from mcval.models.inspection import ModelInspection
+
+        summary = sorted(self.elements_by_dtype.items())
+        digest = hashlib.sha256(f"{source}:{self.tensors}:{summary}".encode()).hexdigest()
+        return ModelInspection(
+            model_class=f"{source} graph",
+            parameters=self.elements,
+            dtype_elements=dict(summary),
+            dtype_bytes={RUNTIME_DTYPES.get(k, k): v for k, v in self.by_dtype.items()},
+            quantized_modules=self.lowbit_tensors,
+            quantized_module_types={"integer weight tensors": self.lowbit_tensors}
+            if self.lowbit_tensors
+            else {},
+            int8_weight_elements=self.int8_elements,
+            linear_layers=[],
+            linear_elements=0,
+            linear_zeros=0,
+            sparsity=0.0,
+            distinct_values_max=None,
+            distinct_values_median=None,
+            architecture_fingerprint=digest,
+            weights_fingerprint=digest,
+            source=source,
+        )
 
     def report(self, files: Sequence[Path]) -> SizeReport:
         """The measurement's ``SizeReport`` (sparsity is not read on converted graphs)."""
@@ -91,6 +147,8 @@ class RuntimeModel:
         self.config = config
         self.size = size
         self.notes = list(notes)
+        self.inspection: Any = None
+        """``ModelInspection`` of the graph's stored tensors (``WeightCount.inspection``)."""
         self._keep = keep  # session / compiled model / module the ``run`` closure needs
         self.torch_inputs = torch_inputs  # TorchScript: tensors stay on their device
         self.cache: CacheLayout | None = None

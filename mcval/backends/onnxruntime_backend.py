@@ -321,6 +321,7 @@ def convert(request: ConvertRequest) -> RuntimeModel:
         return sess.run(["logits"] if _has_logits(sess) else None, feed)[0]
 
     model = RuntimeModel(RUNTIME, run, names, request.config, count.report(files), notes, sess)
+    model.inspection = count.inspection("onnx")
     layout = session_cache_layout(sess, request.config)
     return model.with_cache(layout, decoder(sess, layout, request.device) if layout else None)
 

@@ -175,6 +175,7 @@ def convert(request: ConvertRequest) -> RuntimeModel:
     converted = RuntimeModel(
         RUNTIME, run, names, request.config, count.report(files), notes, (compiled, request_)
     )
+    converted.inspection = count.inspection("openvino")
     return converted.with_cache(layout, decoder(compiled, request_, layout) if layout else None)
 
 

@@ -293,6 +293,10 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     t2 = time.perf_counter()
     if sub.model.runtime != "pytorch":
         result.size = model.size  # counted from the converted graph (docs/measurement.md)
+        if getattr(model, "inspection", None) is not None:  # its stored dtypes, for claims
+            result.inspection = ModelInspection.model_validate(
+                model.inspection.model_dump(mode="json")
+            )
     else:
         result.size = measure_size(model, getattr(loaded, "files", None))
         result.inspection = ModelInspection.model_validate(
