@@ -4,7 +4,6 @@ and the runtime steps (ORT dynamic/static int8, NNCF int8) shrinking what they c
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -24,8 +23,6 @@ from tiny_models import (
 from mcval.cli import main
 
 pytestmark = pytest.mark.slow
-HAVE_TIMM = importlib.util.find_spec("timm") is not None
-"""timm is the ``[timm]`` extra: PyPI's torchvision needs CUDA torch (pyproject.toml)."""
 RUNTIMES = ("pytorch", "torchscript", "onnxruntime", "openvino")
 MIB = 2**20
 POLICY = QUICK_MEASURE_TOML
@@ -52,25 +49,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "".join(json.dumps({"text": t}) + "\n" for t in TASK_CORPUS)
     )
     build_tiny_vit(root / "models" / "vit")
-    if HAVE_TIMM:
-        _timm_model(root / "models" / "timm")
     _images(root / "data")
     return root
 
 
 ANIMALS = ("cat", "dog", "bird", "fish", "frog", "horse")
-
-
-def _timm_model(directory: Path) -> None:
-    """A timm classifier built from its config (no download), saved as a timm hub repo."""
-    import timm
-    import torch
-
-    from mcval.models.timm_loading import save_timm
-
-    torch.manual_seed(0)
-    model = timm.create_model("test_efficientnet", num_classes=len(ANIMALS))
-    save_timm(model.eval(), directory, list(ANIMALS))
+"""timm models: tests/test_timm_models.py (they run in .venv-vision)."""
 
 
 def _images(data: Path) -> None:
@@ -92,14 +76,7 @@ _TASKS = {
     "token-classification": ("ner", "ner.jsonl", 16),
     "causal-lm": ("llama", "lm.jsonl", 16),
     "image-classification": ("vit", "img.jsonl", 32),
-    "timm": ("timm", "img.jsonl", 160),
 }
-_CASES = [
-    pytest.param(
-        t, marks=pytest.mark.skipif(t == "timm" and not HAVE_TIMM, reason="timm not installed")
-    )
-    for t in _TASKS
-]
 
 
 def measure(
@@ -112,8 +89,6 @@ def measure(
 ) -> Path:
     model, data, tokens = _TASKS[task]
     spec: dict = {"id": f"./models/{model}", "task": task, "runtime": runtime}
-    if task == "timm":
-        spec.update(task="image-classification", library="timm")
     shape = {"image_size": tokens} if "image" in spec["task"] else {"tokens": tokens}
     doc = {
         "schema": 1,
@@ -140,7 +115,7 @@ def run_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(out)
 
 
-@pytest.mark.parametrize("task", _CASES)
+@pytest.mark.parametrize("task", _TASKS)
 def test_quality_is_identical_on_every_runtime(
     repo: Path, task: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

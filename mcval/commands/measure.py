@@ -219,6 +219,8 @@ def measure(
             out.print(f"[yellow]warning:[/] {escape(claim.message)}", highlight=False)
     if result.runner_problem is not None and all(e.kind == "runner" for e in result.details.errors):
         return ExitCode.UNMEASURED
+    if result.details.errors and all(e.kind == "input" for e in result.details.errors):
+        return ExitCode.INPUT  # the submission's to fix, as ``mcval check`` / ``validate``
     if not result.ok:
         return ExitCode.FAIL
     return ExitCode.UNMEASURED if result.unstable else ExitCode.OK

@@ -67,6 +67,65 @@ def timm_config(raw: dict[str, Any], data_config: dict[str, Any]) -> SimpleNames
     )
 
 
+CREATE_MODEL_OWN_ARGS = frozenset(
+    {
+        "pretrained",
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "checkpoint_path",
+        "cache_dir",
+        "scriptable",
+        "exportable",
+        "no_jit",
+        "num_classes",
+        "features_only",
+        "pretrained_strict",
+    }
+)
+"""``timm.create_model`` arguments a repository's ``model_args`` may not set: they load
+files (``checkpoint_path`` is a pickle ``torch.load``, so code execution), fetch weights or
+change what is built; mcval sets the ones it needs itself."""
+
+_CFG_SOURCES = ("url", "file", "hf_hub_id", "hf_hub_filename", "state_dict", "source")
+
+
+def _scalar(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_scalar(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def safe_model_args(raw: Any) -> dict[str, Any]:
+    """The repository's architecture arguments, refused unless plain data for the model
+    class itself (``drop_rate: 0.1``), never ``create_model``'s loading arguments."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LoadError("config.json model_args must be a mapping of argument names", ID_FIELD)
+    for name, value in raw.items():
+        if name in CREATE_MODEL_OWN_ARGS:
+            raise LoadError(
+                f"config.json model_args sets {name!r}, which timm.create_model would use to "
+                "load or fetch files; remove it (mcval loads model.safetensors itself)",
+                ID_FIELD,
+            )
+        if not isinstance(name, str) or not name.isidentifier() or not _scalar(value):
+            raise LoadError(
+                f"config.json model_args {name!r} must be a name with a number, string, "
+                "boolean or list value",
+                ID_FIELD,
+            )
+    return dict(raw)
+
+
+def _without_sources(cfg: Any) -> dict[str, Any] | None:
+    """timm's pretrained config without where weights would come from (mcval never lets
+    timm fetch or open weights; they are the vetted safetensors)."""
+    if not isinstance(cfg, dict):
+        return None
+    return {k: v for k, v in cfg.items() if k not in _CFG_SOURCES} or None
+
+
 def load_timm(spec: Any, repo_root: Path, device: str, policy: Any) -> LoadedModel:
     """Resolve, vet and build a timm classifier on ``device``."""
     from safetensors.torch import load_file
@@ -95,13 +154,13 @@ def load_timm(spec: Any, repo_root: Path, device: str, policy: Any) -> LoadedMod
             "directory holds timm's config.json (architecture, num_classes, pretrained_cfg)",
             ID_FIELD,
         )
-    model_args = raw.get("model_args") or {}
+    model_args = safe_model_args(raw.get("model_args"))
     try:
         model = timm.create_model(
             arch,
             pretrained=False,
             num_classes=int(raw.get("num_classes") or 0) or None,
-            pretrained_cfg_overlay=raw.get("pretrained_cfg") or None,
+            pretrained_cfg_overlay=_without_sources(raw.get("pretrained_cfg")),
             **model_args,
         )
         state: dict[str, Any] = {}
@@ -109,7 +168,8 @@ def load_timm(spec: Any, repo_root: Path, device: str, policy: Any) -> LoadedMod
             state.update(load_file(str(path)))
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError, KeyError) as exc:
-        raise LoadError(f"timm could not build {arch!r} from the checkpoint: {exc}") from None
+        why = " ".join(str(exc).split())  # torch's state-dict report spans lines
+        raise LoadError(f"timm could not build {arch!r} from the checkpoint: {why}") from None
     del state
     model = model.eval().to(device)
     data_config = timm.data.resolve_data_config({}, model=model)
