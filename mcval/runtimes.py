@@ -34,9 +34,10 @@ RUNTIME_TASKS: dict[str, tuple[str, ...]] = {
     "onnxruntime": FORWARD_TASKS,
     "openvino": FORWARD_TASKS,
 }
-"""Tasks each runtime measures. Exported runtimes run one forward pass returning logits:
-causal-lm is measured by perplexity and a forward over ``benchmark.input.tokens`` (not yet
-``generate`` with a KV cache); translation and speech recognition stay on PyTorch."""
+"""Tasks each runtime measures. Exported runtimes run a forward pass returning logits:
+causal-lm is measured by perplexity and a forward over ``benchmark.input.tokens``, or
+greedy generation with a KV cache on ONNX Runtime and OpenVINO (``GENERATION_RUNTIMES``);
+translation and speech recognition stay on PyTorch."""
 
 ARTEFACT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "onnxruntime": (".onnx",),
@@ -78,13 +79,20 @@ def task_problem(runtime: str, task: str) -> str | None:
     )
 
 
+GENERATION_RUNTIMES: tuple[str, ...] = ("pytorch", "onnxruntime", "openvino")
+"""Runtimes that time causal-LM generation (``{prompt_tokens, new_tokens}``): PyTorch's
+``generate``, and a greedy loop over the exported graph's KV cache on ONNX Runtime and
+OpenVINO (``mcval.backends.decoding``). A traced TorchScript module has no cache."""
+
+
 def generation_problem(runtime: str) -> str | None:
-    """Exported runtimes time one forward pass, not ``generate`` (no KV-cache export yet)."""
-    if runtime == "pytorch":
+    """Why ``runtime`` cannot time generation (None when it can), naming those that can."""
+    if runtime in GENERATION_RUNTIMES:
         return None
+    able = ", ".join(RUNTIME_LABELS[r] for r in GENERATION_RUNTIMES)
     return (
         f"{RUNTIME_LABELS[runtime]} times one forward pass: use benchmark.input "
-        "{tokens: N} (generation with prompt_tokens/new_tokens runs on PyTorch only)"
+        f"{{tokens: N}} (generation with prompt_tokens/new_tokens runs on {able})"
     )
 
 
