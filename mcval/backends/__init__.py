@@ -87,7 +87,8 @@ def to_runtime(
     )
     converted: RuntimeModel = importlib.import_module(_MODULES[runtime]).convert(request)
     converted.workdir = workdir  # type: ignore[attr-defined]
-    converted.generation_config = generation_settings(model, config, model_dir)
+    if sub.model.task == "causal-lm":  # only generation reads it (a timm config has none)
+        converted.generation_config = generation_settings(model, config, model_dir)
     label = RUNTIME_LABELS[runtime]
     how = f"{label}: loaded {artefact.name}" if artefact else f"{label}: converted"
     converted.notes.insert(0, how)
