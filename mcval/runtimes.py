@@ -36,10 +36,11 @@ RUNTIME_TASKS: dict[str, tuple[str, ...]] = {
     "openvino": FORWARD_TASKS,
     "llama.cpp": ("causal-lm",),
 }
-"""Tasks each runtime measures. Exported runtimes run one forward pass returning logits:
-causal-lm is measured by perplexity and a forward over ``benchmark.input.tokens`` (not yet
-``generate`` with a KV cache); translation and speech recognition stay on PyTorch.
-llama.cpp runs a GGUF file (``model.gguf_file``) as it is: causal-lm, generation included."""
+"""Tasks each runtime measures. Exported runtimes run a forward pass returning logits:
+causal-lm is measured by perplexity and a forward over ``benchmark.input.tokens``, or
+greedy generation with a KV cache on ONNX Runtime and OpenVINO (``GENERATION_RUNTIMES``);
+translation and speech recognition stay on PyTorch. llama.cpp runs a GGUF file
+(``model.gguf_file``) as it is: causal-lm, generation included."""
 
 GGUF_RUNTIMES: tuple[str, ...] = ("llama.cpp",)
 """Runtimes that measure ``model.gguf_file`` as GGUF (quantized tensors at their width)."""
@@ -84,13 +85,21 @@ def task_problem(runtime: str, task: str) -> str | None:
     )
 
 
+GENERATION_RUNTIMES: tuple[str, ...] = ("pytorch", "onnxruntime", "openvino", "llama.cpp")
+"""Runtimes that time causal-LM generation (``{prompt_tokens, new_tokens}``): PyTorch's
+``generate``, a greedy loop over the exported graph's KV cache on ONNX Runtime and
+OpenVINO (``mcval.backends.decoding``), and llama.cpp's own decoding. A traced TorchScript
+module has no cache."""
+
+
 def generation_problem(runtime: str) -> str | None:
-    """Exported runtimes time one forward pass, not ``generate`` (no KV-cache export yet)."""
-    if runtime in ("pytorch", *GGUF_RUNTIMES):
+    """Why ``runtime`` cannot time generation (None when it can), naming those that can."""
+    if runtime in GENERATION_RUNTIMES:
         return None
+    able = ", ".join(RUNTIME_LABELS[r] for r in GENERATION_RUNTIMES)
     return (
         f"{RUNTIME_LABELS[runtime]} times one forward pass: use benchmark.input "
-        "{tokens: N} (generation with prompt_tokens/new_tokens runs on PyTorch only)"
+        f"{{tokens: N}} (generation with prompt_tokens/new_tokens runs on {able})"
     )
 
 

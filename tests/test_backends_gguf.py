@@ -316,14 +316,28 @@ def test_perplexity_within_2_percent_of_pytorch_on_the_same_ids(smol: dict[str, 
 
 @pytest.mark.slow
 def test_generation_gives_exactly_the_new_tokens(smol: dict[str, Any]) -> None:
-    from mcval.tasks.common import exact_generate_call
+    """The benchmark's timed call: the same greedy loop as every runtime, on llama.cpp's own
+    KV cache; the same tokens when the whole sequence is re-decoded at each step."""
+    import numpy as np
+
+    from mcval.backends.decoding import banned_ids, generation_call, greedy_tokens
+    from mcval.tasks.common import seeded_token_ids
 
     model, tokenizer = smol["model"], smol["tokenizer"]
-    out = exact_generate_call(model, tokenizer, 1, 16, 4, "cpu")()
-    assert tuple(out.shape) == (1, 20)
-    eos = model.generation_config.eos_token_id
-    assert eos == 2 and 2 not in out[0, 16:].tolist()  # suppressed, as min_new_tokens does
-    assert exact_generate_call(model, tokenizer, 1, 16, 4, "cpu")().tolist() == out.tolist()
+    call = generation_call(model, tokenizer, 1, 16, 4)
+    assert call.note is None  # llama.cpp has its own cache: no "without a KV cache" warning
+    tokens = call()
+    assert tokens.shape == (1, 4)
+    assert banned_ids(model, tokenizer, 4) == [2]
+    assert 2 not in tokens[0].tolist()  # suppressed, as min_new_tokens does
+    assert call().tolist() == tokens.tolist()
+    prompt = seeded_token_ids(tokenizer, model.config, 1, 16).numpy()
+    step, model.decode = model.decode, None  # each token from a full re-decode instead
+    try:
+        again = greedy_tokens(model, prompt, 4, [2])
+    finally:
+        model.decode = step
+    assert np.array_equal(again, tokens)
 
 
 @pytest.mark.slow

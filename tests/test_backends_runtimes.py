@@ -80,8 +80,13 @@ _TASKS = {
 
 
 def measure(
-    repo: Path, task: str, runtime: str, recipe: list[dict] | None = None, name: str = "row"
-) -> dict:
+    repo: Path,
+    task: str,
+    runtime: str,
+    recipe: list[dict] | None = None,
+    name: str = "row",
+    method: str = "FP32",
+) -> Path:
     model, data, tokens = _TASKS[task]
     spec: dict = {"id": f"./models/{model}", "task": task, "runtime": runtime}
     shape = {"image_size": tokens} if "image" in spec["task"] else {"tokens": tokens}
@@ -89,7 +94,7 @@ def measure(
         "schema": 1,
         "team": "team",
         "model": spec,
-        "method": {"name": "FP32", "recipe": recipe or []},
+        "method": {"name": method, "recipe": recipe or []},
         "evaluation": {
             "dataset": {"path": "json", "data_files": [f"data/{data}"]},
             "batch_size": 3,
@@ -203,6 +208,43 @@ def test_runtime_steps_store_integer_weights(
     assert quantized["quality"]["perplexity"] > 0
     applied = [a for run in quantized["details"]["devices"] for a in run["recipe_applied"]]
     assert any(next(iter(step)) in a for a in applied), applied
+
+
+@pytest.mark.parametrize(
+    ("runtime", "step", "dtypes"),
+    [
+        # float weights, and the graphs' own shape/index constants
+        ("onnxruntime", {"onnx_quantize_dynamic": {}}, "float32 99.7%, int64 0.3%, bool 0.0%"),
+        (
+            "openvino",
+            {"openvino_compress_weights": {"mode": "int8"}},
+            "float32 99.3%, int64 0.5%, int32 0.2%, bool 0.0%",
+        ),
+    ],
+)
+def test_an_int8_claim_is_held_against_the_converted_graph(
+    repo: Path,
+    runtime: str,
+    step: dict,
+    dtypes: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ "INT8" on an fp32 graph gets the PyTorch row's warning, read from the graph's stored
+    tensors; with the runtime's int8 step, the graph's int8 weights bear the claim out."""
+    monkeypatch.chdir(repo)
+    task = "text-classification"
+    bare = run_json(measure(repo, task, runtime, name="claim", method="INT8"), capsys)
+    (claim,) = bare["claims"]
+    assert claim["code"] == "claim-int8-no-int8-weights"
+    assert claim["message"] == (
+        "the method 'INT8' claims int8, but no weight is stored as int8: 0 quantized modules, "
+        f"0 int8 elements; weights are {dtypes}"
+    )
+    assert bare["details"]["inspection"]["source"] == {"onnxruntime": "onnx"}.get(runtime, runtime)
+    stepped = run_json(measure(repo, task, runtime, [step], name="claim-q", method="INT8"), capsys)
+    assert stepped["claims"] == []
+    assert stepped["details"]["inspection"]["int8_weight_elements"] > 0
 
 
 def _cuda() -> bool:

@@ -85,11 +85,15 @@ def test_unsupported_task_lists_what_runs_where(tmp_path: Path) -> None:
     assert any("translation runs on: PyTorch" in m for m in found)
 
 
-def test_generation_input_needs_pytorch(tmp_path: Path) -> None:
-    (message,) = problems(
-        tmp_path, task="causal-lm", shape="{prompt_tokens: 8, new_tokens: 4}", runtime="openvino"
+def test_generation_input_needs_a_runtime_with_a_kv_cache(tmp_path: Path) -> None:
+    shape = "{prompt_tokens: 8, new_tokens: 4}"
+    for runtime in ("pytorch", "onnxruntime", "openvino"):
+        assert problems(tmp_path, task="causal-lm", shape=shape, runtime=runtime) == []
+    (message,) = problems(tmp_path, task="causal-lm", shape=shape, runtime="torchscript")
+    assert message.endswith(
+        "TorchScript times one forward pass: use benchmark.input {tokens: N} (generation with "
+        "prompt_tokens/new_tokens runs on PyTorch, ONNX Runtime, OpenVINO, llama.cpp)"
     )
-    assert "use benchmark.input {tokens: N}" in message
 
 
 def test_torchscript_archive_refused(tmp_path: Path) -> None:

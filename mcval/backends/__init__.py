@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ def to_runtime(
     artefact: Path | None = None,
     model_dir: Path | None = None,
     max_bytes: int | None = None,
+    hub_snapshot: bool = False,
 ) -> RuntimeModel:
     """Convert ``model`` (or open ``artefact``) for ``sub.model.runtime`` and apply ``steps``.
 
@@ -82,27 +84,80 @@ def to_runtime(
         artefact=artefact,
         model_dir=model_dir,
         max_bytes=max_bytes,
+        hub_snapshot=hub_snapshot,
         submission=sub,
     )
     converted: RuntimeModel = importlib.import_module(_MODULES[runtime]).convert(request)
     converted.workdir = workdir  # type: ignore[attr-defined]
+    if sub.model.task == "causal-lm" and converted.generation_config is None:
+        # Only generation reads it (a timm config has none); llama.cpp sets the GGUF's own.
+        converted.generation_config = generation_settings(model, config, model_dir)
     label = RUNTIME_LABELS[runtime]
     how = f"{label}: loaded {artefact.name}" if artefact else f"{label}: converted"
     converted.notes.insert(0, how)
     return converted
 
 
-def load_artefact(spec: Any, repo_root: Path, policy: Any) -> tuple[Path, Path, Any]:
-    """``(artefact path, model directory, config)`` of a shipped ``model.file``: the
-    directory must be in the repository, hold config.json (for labels and limits) and no
-    custom code; the artefact itself is vetted by its runtime before it is opened."""
+def generation_settings(model: Any, config: Any, model_dir: Path | None) -> Any:
+    """The ``GenerationConfig`` PyTorch's ``generate`` would use (its end-of-sequence ids):
+    the loaded model's, else a shipped directory's ``generation_config.json``, else the
+    model config's."""
+    from transformers import GenerationConfig
+
+    found = getattr(model, "generation_config", None)
+    if found is not None:
+        return found
+    if model_dir is not None and (model_dir / "generation_config.json").is_file():
+        return GenerationConfig.from_pretrained(str(model_dir))
+    return GenerationConfig.from_model_config(config)
+
+
+@dataclass
+class Shipped:
+    """A shipped ``model.file`` ready for its runtime's vetting and conversion."""
+
+    artefact: Path
+    directory: Path
+    config: Any
+    hub_snapshot: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def request_fields(self, max_bytes: int) -> dict[str, Any]:
+        """What ``to_runtime`` takes of it (``LoadedModel.artefact``)."""
+        return {
+            "artefact": self.artefact,
+            "model_dir": self.directory,
+            "max_bytes": max_bytes,
+            "hub_snapshot": self.hub_snapshot,
+        }
+
+
+def load_artefact(spec: Any, repo_root: Path, policy: Any, hub: Any = None) -> Shipped:
+    """The shipped ``model.file`` (path, model directory, config): the
+    directory must be in the repository (or a hub repo, fetched by
+    ``mcval.models.sources.resolve_hub_artefact`` within the size limit), hold config.json
+    (for labels and limits) and no custom code; the artefact itself is vetted by its
+    runtime before it is opened."""
     from mcval.models.errors import ModelNotFoundError
     from mcval.models.safety import (
         check_directory_links,
         check_no_custom_code,
         confine_path,
     )
+    from mcval.models.sources import HUB_ID_RE, is_local_id, resolve_hub_artefact
 
+    if not is_local_id(spec.id, repo_root) and HUB_ID_RE.match(spec.id):
+        from transformers import AutoConfig
+
+        resolved = resolve_hub_artefact(
+            spec.id,
+            spec.revision,
+            spec.file,
+            max_download_bytes=int(float(policy.measure.max_download_gb) * 1e9),
+            hub=hub,
+        )
+        config = AutoConfig.from_pretrained(str(resolved.directory), trust_remote_code=False)
+        return Shipped(resolved.artefact, resolved.directory, config, True, resolved.warnings)
     directory = confine_path(spec.id, repo_root)
     if not directory.is_dir():
         raise ModelNotFoundError(f"{spec.id!r} is not a directory in the repository")
@@ -125,7 +180,7 @@ def load_artefact(spec: Any, repo_root: Path, policy: Any) -> tuple[Path, Path, 
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
-    return artefact, directory, config
+    return Shipped(artefact, directory, config)
 
 
 def _is_zip(path: Path) -> bool:

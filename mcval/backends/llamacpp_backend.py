@@ -19,10 +19,10 @@ runtime runs the file itself through ``llama-cpp-python`` (pinned in the ``measu
 - **Calls.** The task code drives a ``RuntimeModel`` as on every runtime: a forward returns
   the logits at every position (llama.cpp's ``logits_all``: one decode of the sequence with
   an output per token), which perplexity (``tasks.causal_lm``'s windows, on the same token
-  ids as PyTorch) and the ``{tokens: N}`` benchmark use; ``generate`` decodes the prompt,
-  then one token at a time, greedy, exactly ``new_tokens`` (end-of-sequence suppressed,
-  as PyTorch's ``min_new_tokens``), computing only the last position's logits, as
-  transformers' ``generate`` does. Each call starts from an empty KV cache.
+  ids as PyTorch) and the ``{tokens: N}`` benchmark use; for generation ``decode`` (the
+  ``DecodeFn`` that ``backends.decoding``'s greedy loop drives on every runtime) decodes
+  the prompt from an empty KV cache, then one token at a time in llama.cpp's own cache,
+  computing only the last position's logits, as transformers' ``generate`` does.
   ``n_threads = n_threads_batch =`` the protocol's threads.
 - **GPU**: a CUDA build of llama-cpp-python (``CMAKE_ARGS=-DGGML_CUDA=on``,
   docs/maintainers.md) offloads every layer (``n_gpu_layers=-1``); its VRAM is read per
@@ -39,7 +39,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from mcval.backends.base import ConvertRequest, RuntimeModel, WeightCount
 from mcval.measure.size import SizeReport
@@ -182,6 +181,8 @@ class LlamaCppModel(RuntimeModel):
         self.batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         inputs = ["input_ids", "attention_mask"]
         super().__init__(RUNTIME, self._logits, inputs, config, size, notes)
+        self.decode = self._step  # backends.base.DecodeFn: llama.cpp's own KV cache
+        # The GGUF's own end-of-sequence ids (``to_runtime`` keeps a backend's settings).
         self.generation_config = SimpleNamespace(
             eos_token_id=config.eos_token_id,
             pad_token_id=config.pad_token_id,
@@ -204,7 +205,7 @@ class LlamaCppModel(RuntimeModel):
         memory = self.lib.llama_get_memory(self.llm.ctx)
         self.lib.llama_memory_clear(memory, True)
 
-    def decode(self, tokens: list[int], start: int, every_position: bool) -> np.ndarray:
+    def run_tokens(self, tokens: list[int], start: int, every_position: bool) -> np.ndarray:
         """Decode ``tokens`` at positions ``start..``; the logits of every position
         (``every_position``) or of the last one only, as float32 ``(n, vocab)``."""
         if start + len(tokens) > self.n_ctx:
@@ -243,35 +244,24 @@ class LlamaCppModel(RuntimeModel):
         for row in range(ids.shape[0]):
             n = int(mask[row].sum())
             self._clear()
-            out[row, :n] = self.decode(ids[row, :n].tolist(), 0, every_position=True)
+            out[row, :n] = self.run_tokens(ids[row, :n].tolist(), 0, every_position=True)
         return out
 
-    def generate(
-        self, input_ids: Any, attention_mask: Any = None, generation_config: Any = None
-    ) -> torch.Tensor:
-        """Greedy decoding of exactly ``max_new_tokens`` per prompt (EOS suppressed until
-        ``min_new_tokens``), as ``tasks.common.exact_generation_config`` asks of PyTorch."""
-        config = generation_config or self.generation_config
-        new = int(config.max_new_tokens)
-        min_new = int(getattr(config, "min_new_tokens", None) or 0)
-        eos = config.eos_token_id
-        banned = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-        prompts = torch.as_tensor(input_ids).tolist()
-        outputs = []
-        for prompt in prompts:
+    def _step(self, input_ids: np.ndarray, attention_mask: np.ndarray, past: Any) -> Any:
+        """The generation benchmark's step (``backends.base.DecodeFn``, driven by
+        ``backends.decoding.greedy_tokens``): the prefill from an empty cache when ``past``
+        is None, then one token at the position ``past`` (llama.cpp keeps the KV cache in
+        its context; ``past`` is how many positions it holds). Logits of the last position
+        only, as transformers' ``generate`` computes them."""
+        ids = np.asarray(input_ids)
+        if ids.shape[0] != 1:
+            raise ValueError("llama.cpp decodes one sequence per call (benchmark.batch_size 1)")
+        if past is None:
             self._clear()
-            logits = self.decode(prompt, 0, every_position=False)[0]
-            produced: list[int] = []
-            for step in range(new):
-                if step < min_new and banned:
-                    logits = logits.copy()
-                    logits[banned] = -np.inf
-                token = int(np.argmax(logits))
-                produced.append(token)
-                if step < new - 1:
-                    logits = self.decode([token], len(prompt) + step, every_position=False)[0]
-            outputs.append(prompt + produced)
-        return torch.tensor(outputs, dtype=torch.long)
+            past = 0
+        tokens = ids[0].tolist()
+        logits = self.run_tokens(tokens, int(past), every_position=False)
+        return logits, int(past) + len(tokens)
 
 
 def _as_array(pointer: Any, rows: int, vocab: int) -> np.ndarray:

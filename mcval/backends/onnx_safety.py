@@ -52,18 +52,47 @@ def _tensors(model: Any) -> Iterator[Any]:
                     yield attr.t
 
 
-def external_files(model: Any, model_dir: Path) -> set[Path]:
-    """The external-data files the graph names, each resolved inside ``model_dir``."""
+def external_locations(path: Path) -> list[tuple[str, str]]:
+    """``(tensor name, location)`` of every external-data tensor of an ``.onnx`` file, read
+    without its data (a hub model.file's external data is vetted before it is fetched)."""
+    import onnx
     from onnx.external_data_helper import uses_external_data
 
-    root = model_dir.resolve()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a broken protobuf raises DecodeError and others
+        raise UnsafeModelError(f"not a valid ONNX file: {exc}", FILE_FIELD) from None
+    found = []
+    for tensor in _tensors(model):
+        if uses_external_data(tensor):
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            found.append((tensor.name, info.get("location", "")))
+    return found
+
+
+def external_files(
+    model: Any, model_dir: Path, base: Path | None = None, *, follow_links: bool = True
+) -> set[Path]:
+    """The external-data files the graph names, relative to ``base`` (the .onnx file's
+    folder, where ONNX Runtime looks; default ``model_dir``), each inside ``model_dir``.
+
+    ``follow_links=False`` for a hub snapshot: its files are huggingface_hub's own links into
+    the blob store, so containment is checked on the paths as named (no ``..``, not
+    absolute), not on where the links lead."""
+    import os
+
+    from onnx.external_data_helper import uses_external_data
+
+    root = model_dir.resolve() if follow_links else Path(os.path.abspath(model_dir))
+    start = (base or model_dir).resolve() if follow_links else Path(os.path.abspath(base or root))
     files: set[Path] = set()
     for tensor in _tensors(model):
         if not uses_external_data(tensor):
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        target = (root / location).resolve()
+        named = Path(os.path.normpath(start / location))
+        target = named.resolve() if follow_links else named
         if not location or Path(location).is_absolute() or not target.is_relative_to(root):
             raise UnsafeModelError(
                 f"the ONNX tensor {tensor.name!r} keeps its data at {location!r}, outside the "
@@ -74,7 +103,7 @@ def external_files(model: Any, model_dir: Path) -> set[Path]:
             raise UnsafeModelError(
                 f"the ONNX external data file {location!r} is missing", FILE_FIELD
             )
-        files.add(target)
+        files.add(named)
     return files
 
 
@@ -95,7 +124,9 @@ def check_domains(model: Any) -> None:
             )
 
 
-def vet_onnx(path: Path, model_dir: Path, max_bytes: int) -> list[Path]:
+def vet_onnx(
+    path: Path, model_dir: Path, max_bytes: int, *, follow_links: bool = True
+) -> list[Path]:
     """Check an ``.onnx`` artefact; returns its files (graph + external data)."""
     import onnx
 
@@ -109,7 +140,7 @@ def vet_onnx(path: Path, model_dir: Path, max_bytes: int) -> list[Path]:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # a broken protobuf raises DecodeError and others
         raise UnsafeModelError(f"not a valid ONNX file: {exc}", FILE_FIELD) from None
-    extra = external_files(model, model_dir)
+    extra = external_files(model, model_dir, path.parent, follow_links=follow_links)
     total = size + sum(f.stat().st_size for f in extra)
     if total > max_bytes:
         raise UnsafeModelError(

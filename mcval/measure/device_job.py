@@ -293,6 +293,10 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     t2 = time.perf_counter()
     if sub.model.runtime != "pytorch":
         result.size = model.size  # counted from the converted graph (docs/measurement.md)
+        if getattr(model, "inspection", None) is not None:  # its stored dtypes, for claims
+            result.inspection = ModelInspection.model_validate(
+                model.inspection.model_dump(mode="json")
+            )
     else:
         result.size = measure_size(model, getattr(loaded, "files", None))
         result.inspection = ModelInspection.model_validate(
@@ -340,11 +344,12 @@ def _load(
     if spec.file is not None:
         from mcval.backends import load_artefact
 
-        path, directory, config = load_artefact(spec, repo_root, policy)
+        shipped = load_artefact(spec, repo_root, policy)
         limit = int(float(policy.measure.max_download_gb) * 1e9)
         return models.LoadedModel(
-            model=None, source=str(directory), files=[path], files_bytes=0,
-            config=config, artefact={"artefact": path, "model_dir": directory, "max_bytes": limit},
+            model=None, source=str(shipped.directory), files=[shipped.artefact], files_bytes=0,
+            warnings=shipped.warnings, config=shipped.config,
+            artefact=shipped.request_fields(limit),
         )  # fmt: skip
     if spec.library == "timm":
         from mcval.models.timm_loading import load_timm

@@ -125,6 +125,10 @@ def check_claims(
                     evidence={f"{label}_share": share, "float32_share": fp32},
                 )
             )
+    if inspection.source != "pytorch":
+        # A converted graph's inspection holds its stored dtypes only: the dtype claims above
+        # are checked on it; pruning, distillation and clustering are not (yet).
+        return findings
     prune_params = _recipe_params(recipe, "prune")
     if PRUNE_CLAIM.search(text) or prune_params is not None:
         pruned = _pruned_fraction(inspection, baseline_inspection)

@@ -61,6 +61,11 @@ class ModelInspection(BaseModel):
     distinct_values_median: float | None
     architecture_fingerprint: str = Field(description="Hash of tensor names and shapes.")
     weights_fingerprint: str = Field(description="Hash of names, shapes and sampled values.")
+    source: str = Field(
+        default="pytorch",
+        description="What was inspected: the PyTorch module, or a converted graph ('onnx', "
+        "'openvino': stored tensor dtypes only, no per-layer statistics).",
+    )
 
     def float_fraction(self, dtype: str) -> float:
         """Share of floating-point elements stored as ``dtype`` (e.g. 'torch.float32')."""

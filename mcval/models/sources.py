@@ -30,6 +30,7 @@ from mcval.models.errors import (
 from mcval.models.safety import (
     SAFE_WEIGHTS_INDEX_NAME,
     GGUFInfo,
+    UnsafeModelError,
     check_directory_links,
     check_no_custom_code,
     check_relative_path,
@@ -431,3 +432,116 @@ def _from_cached_snapshot(
         return _gguf_source(gguf_path, gguf_file, **common)
     weights = local_safetensors_weights(snapshot, class_name, ID_FIELD, hub=True)
     return ResolvedSource(weight_files=weights, **common)
+
+
+FILE_FIELD: FieldPath = ("model", "file")
+ARTEFACT_SUFFIXES = (".onnx", ".xml")
+
+
+class ResolvedArtefact(BaseModel):
+    """A shipped runtime artefact (``model.file``) on local disk with its model directory
+    (config and tokenizer), from the repository or a hub snapshot."""
+
+    artefact: Path
+    directory: Path
+    commit: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+def resolve_hub_artefact(
+    repo_id: str,
+    revision: str | None,
+    file: str,
+    *,
+    max_download_bytes: int,
+    hub: HubClient | None = None,
+) -> ResolvedArtefact:
+    """``model.file`` of a hub repo: listed first, then fetched as safetensors are — sizes
+    checked against the limit from the listing before a byte of weights is downloaded.
+
+    ``.xml``: the IR and its ``.bin`` (both listed, sizes summed) with the configs.
+    ``.onnx``: the graph alone first (its size checked), so its external-data locations can
+    be read and vetted — each inside the repo directory, listed, the total within the
+    limit — before any external data is fetched; ONNX Runtime's vetting (custom-op domains,
+    the same confinement) then runs on the downloaded copy as on a local file.
+    """
+    hub = hub or HuggingFaceHub()
+    pure = check_relative_path(file, FILE_FIELD)
+    warnings = revision_warnings(revision)
+    listing = hub.listing(repo_id, revision)
+    files = listing.files
+    if file not in files:
+        shipped = sorted(f for f in files if f.lower().endswith(ARTEFACT_SUFFIXES))
+        raise ModelNotFoundError(
+            f"hub model {repo_id!r} has no file {file!r}"
+            + (f"; its .onnx/.xml files: {', '.join(shipped)}" if shipped else ""),
+            FILE_FIELD,
+        )
+    small = sorted(f for f in files if "/" not in f and f.endswith(SMALL_FILE_SUFFIXES))
+    needed = [file]
+    if pure.suffix.lower() == ".xml":
+        weights = str(pure.with_suffix(".bin"))
+        if weights not in files:
+            raise ModelNotFoundError(
+                f"hub model {repo_id!r} has {file} but not its weights {weights}", FILE_FIELD
+            )
+        needed.append(weights)
+    total = sum(files[f] or 0 for f in needed + small)
+    _check_artefact_size(repo_id, total, max_download_bytes)
+    snapshot = hub.download(repo_id, listing.commit, [*small, file])
+    check_no_custom_code(snapshot, ID_FIELD)
+    artefact = snapshot / pure
+    if pure.suffix.lower() == ".onnx":
+        extra = _onnx_external_names(artefact, pure, files, repo_id)
+        total += sum(files[f] or 0 for f in extra)
+        _check_artefact_size(repo_id, total, max_download_bytes)
+        needed += extra
+    if len(needed) > 1:
+        snapshot = hub.download(repo_id, listing.commit, sorted({*small, *needed}))
+    read_config(snapshot, ID_FIELD)
+    return ResolvedArtefact(
+        artefact=snapshot / pure, directory=snapshot, commit=listing.commit, warnings=warnings
+    )
+
+
+def _check_artefact_size(repo_id: str, total: int, max_bytes: int) -> None:
+    if total > max_bytes:
+        raise DownloadTooLargeError(
+            f"hub model {repo_id!r} needs {_gb(total)} for model.file with its weights and "
+            f"configs, over this course's limit of {_gb(max_bytes)} (mcval.toml: "
+            "measure.max_download_gb); choose a smaller model or ask the maintainers",
+            FILE_FIELD,
+        )
+
+
+def _onnx_external_names(
+    graph_file: Path, pure: PurePosixPath, listed: dict[str, int | None], repo_id: str
+) -> list[str]:
+    """Repo paths of the external data a downloaded ``.onnx`` names (relative to its own
+    folder, as ONNX Runtime reads them), each refused when it leaves the repo directory or
+    is not in the listing — before it is downloaded."""
+    import posixpath
+
+    from mcval.backends.onnx_safety import external_locations
+
+    names: list[str] = []
+    for tensor, location in external_locations(graph_file):
+        joined = PurePosixPath(posixpath.normpath(PurePosixPath(pure.parent, location or ".")))
+        if (
+            not location
+            or PurePosixPath(location).is_absolute()
+            or "\\" in location
+            or joined.parts[:1] == ("..",)
+        ):
+            raise UnsafeModelError(
+                f"the ONNX tensor {tensor!r} keeps its data at {location!r}, outside the "
+                "model directory; external data must sit beside the .onnx file",
+                FILE_FIELD,
+            )
+        if str(joined) not in listed:
+            raise ModelNotFoundError(
+                f"hub model {repo_id!r} lacks {joined}, the external data of {pure}", FILE_FIELD
+            )
+        if str(joined) not in names:
+            names.append(str(joined))
+    return names

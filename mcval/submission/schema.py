@@ -76,7 +76,8 @@ class ModelSpec(StrictModel):
     file: ShortText | None = Field(
         default=None,
         description="An .onnx file (onnxruntime) or OpenVINO IR .xml with its .bin (openvino) "
-        "inside the model directory, measured as shipped instead of converting the checkpoint.",
+        "inside the model directory or hub repo (e.g. onnx/model.onnx), measured as shipped "
+        "instead of converting the checkpoint.",
     )
 
     @field_validator("id", "gguf_file", "file")

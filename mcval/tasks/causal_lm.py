@@ -20,7 +20,9 @@ Benchmark
     ``{tokens: N}``: one forward pass over ``batch_size × N`` seeded token ids.
     ``{prompt_tokens: P, new_tokens: M}``: ``generate`` from a ``batch_size × P`` seeded
     prompt producing exactly M new tokens (greedy, ``min_new_tokens = max_new_tokens = M``,
-    so an early end-of-sequence token cannot shorten the call).
+    so an early end-of-sequence token cannot shorten the call). On ONNX Runtime and
+    OpenVINO the same greedy loop runs in numpy on the runtime with its KV cache
+    (``mcval.backends.decoding``).
 """
 
 from __future__ import annotations
@@ -100,6 +102,12 @@ class CausalLM(HandlerBase):
             return NotedCall(forward_call(model, inputs), note)
         prompt, new = int(shape["prompt_tokens"]), int(shape["new_tokens"])
         check_length(prompt + new, limit, "benchmark prompt_tokens + new_tokens")
+        if getattr(model, "runtime", "pytorch") != "pytorch":  # ONNX Runtime, OpenVINO
+            from mcval.backends.decoding import generation_call
+
+            call = generation_call(model, preprocessor, benchmark.batch_size, prompt, new)
+            notes = [n for n in (note, getattr(call, "note", None)) if n]
+            return NotedCall(call, "; ".join(notes) or None)
         call = exact_generate_call(model, preprocessor, benchmark.batch_size, prompt, new, device)
         return NotedCall(call, note)
 
