@@ -84,7 +84,8 @@ def export(model_dir: Path, runtime: str, threads: int) -> Path:
     return model_dir / "model.xml"
 
 
-def mcval_measure(root: Path, runtime: str, file: str) -> float:
+def mcval_measure(root: Path, runtime: str, file: str) -> tuple[float, float]:
+    """``(median latency ms, ram_mb)`` as ``mcval measure --json`` reports them."""
     sub = root / "submissions" / "bench" / f"{runtime}.yaml"
     sub.parent.mkdir(parents=True, exist_ok=True)
     sub.write_text(
@@ -100,7 +101,8 @@ def mcval_measure(root: Path, runtime: str, file: str) -> float:
     out = subprocess.run(cmd, cwd=root, env=env(), capture_output=True, text=True, check=False)
     if not out.stdout.strip():
         sys.exit(out.stderr[-2000:])
-    return float(json.loads(out.stdout)["latency_cpu_ms"])
+    figures = json.loads(out.stdout)
+    return float(figures["latency_cpu_ms"]), float(figures["ram_mb"])
 
 
 def seeded_feed(model_dir: Path) -> dict:
@@ -117,10 +119,14 @@ DIRECT_ORT = """
 import statistics, sys, time
 import numpy as np
 from mcval.backends.onnxruntime_backend import session
+from mcval.measure.memory import current_rss, read_status, reset_peak_rss
 path, threads, seconds, feed_file = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+feeds = dict(np.load(feed_file).items())
+baseline = current_rss()
+reset_peak_rss()
 sess = session(path, threads, "cpu")
 names = {i.name for i in sess.get_inputs()}
-feed = {k: v for k, v in np.load(feed_file).items() if k in names}
+feed = {k: v for k, v in feeds.items() if k in names}
 for _ in range(10):
     sess.run(None, feed)
 times = []
@@ -129,13 +135,14 @@ while time.perf_counter() < end or len(times) < 50:
     t0 = time.perf_counter()
     sess.run(None, feed)
     times.append((time.perf_counter() - t0) * 1000)
-print(statistics.median(times))
+print(statistics.median(times), (read_status()["VmHWM"] - baseline) / 2**20)
 """
 
 
-def direct_ort(path: Path, threads: int, seconds: float, feed: dict) -> float:
+def direct_ort(path: Path, threads: int, seconds: float, feed: dict) -> tuple[float, float]:
     """The plain loop a careful engineer writes (warm-up, then time each run), in a fresh
-    process with the child's thread variables, like the measuring child."""
+    process with the child's thread variables, like the measuring child: ``(median ms,
+    peak RSS over the RSS before the session was created, MiB)``."""
     import numpy as np
 
     feed_file = path.with_name("feed.npz")
@@ -145,7 +152,8 @@ def direct_ort(path: Path, threads: int, seconds: float, feed: dict) -> float:
     out = subprocess.run([*cmd, str(feed_file)], env=e, capture_output=True, text=True)
     if out.returncode:
         sys.exit(out.stderr[-2000:])
-    return float(out.stdout.strip().splitlines()[-1])
+    median_ms, ram = out.stdout.strip().splitlines()[-1].split()
+    return float(median_ms), float(ram)
 
 
 def benchmark_app(xml: Path, threads: int, seconds: float) -> float:
@@ -173,15 +181,20 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mcval-bench-runtimes-"))
     figures: dict[str, list[float]] = {"ort": [], "ort_ref": [], "ov": [], "ov_ref": []}
+    ram: dict[str, list[float]] = {"ort": [], "ort_ref": []}
     try:
         model_dir = make_repo(root, args.threads, args.seconds)
         onnx = export(model_dir, "onnxruntime", args.threads)
         xml = export(model_dir, "openvino", args.threads)
         feed = seeded_feed(model_dir)
         for _ in range(args.rounds):  # alternate, so a burst of other load hits both sides
-            figures["ort"].append(mcval_measure(root, "onnxruntime", onnx.name))
-            figures["ort_ref"].append(direct_ort(onnx, args.threads, args.seconds, feed))
-            figures["ov"].append(mcval_measure(root, "openvino", xml.name))
+            for key, (ms, mb) in (
+                ("ort", mcval_measure(root, "onnxruntime", onnx.name)),
+                ("ort_ref", direct_ort(onnx, args.threads, args.seconds, feed)),
+            ):
+                figures[key].append(ms)
+                ram[key].append(mb)
+            figures["ov"].append(mcval_measure(root, "openvino", xml.name)[0])
             figures["ov_ref"].append(benchmark_app(xml, args.threads, args.seconds))
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -198,6 +211,13 @@ def main() -> None:
         ratio = ours / ref
         verdict = "ok" if abs(ratio - 1) <= target else "OFF"
         print(f"{name:14}{ours:10.2f}{ref:12.2f}{ratio:8.3f}  ±{target:.0%} vs {what}: {verdict}")
+    # RAM is not disturbed by other load as time is; the direct figure is the session's
+    # peak over the RSS before it was created, the definition of ram_mb (measurement.md).
+    ours, ref = median(ram["ort"]), median(ram["ort_ref"])
+    print(
+        f"ONNX Runtime RAM (MiB): mcval {ours:.1f}, direct session {ref:.1f}, "
+        f"ratio {ours / ref:.3f}"
+    )
 
 
 if __name__ == "__main__":
