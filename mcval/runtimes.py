@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-Runtime = Literal["pytorch", "torchscript", "onnxruntime", "openvino"]
+Runtime = Literal["pytorch", "torchscript", "onnxruntime", "openvino", "llama.cpp"]
 Library = Literal["transformers", "timm"]
 
-RUNTIMES: tuple[str, ...] = ("pytorch", "torchscript", "onnxruntime", "openvino")
+RUNTIMES: tuple[str, ...] = ("pytorch", "torchscript", "onnxruntime", "openvino", "llama.cpp")
 RUNTIME_LABELS: dict[str, str] = {
     "pytorch": "PyTorch",
     "torchscript": "TorchScript",
     "onnxruntime": "ONNX Runtime",
     "openvino": "OpenVINO",
+    "llama.cpp": "llama.cpp",
 }
 """How the table, the comment and the terminal name a runtime (``INT8 dynamic · OpenVINO``)."""
 
@@ -33,11 +34,16 @@ RUNTIME_TASKS: dict[str, tuple[str, ...]] = {
     "torchscript": FORWARD_TASKS,
     "onnxruntime": FORWARD_TASKS,
     "openvino": FORWARD_TASKS,
+    "llama.cpp": ("causal-lm",),
 }
 """Tasks each runtime measures. Exported runtimes run a forward pass returning logits:
 causal-lm is measured by perplexity and a forward over ``benchmark.input.tokens``, or
 greedy generation with a KV cache on ONNX Runtime and OpenVINO (``GENERATION_RUNTIMES``);
-translation and speech recognition stay on PyTorch."""
+translation and speech recognition stay on PyTorch. llama.cpp runs a GGUF file
+(``model.gguf_file``) as it is: causal-lm, generation included."""
+
+GGUF_RUNTIMES: tuple[str, ...] = ("llama.cpp",)
+"""Runtimes that measure ``model.gguf_file`` as GGUF (quantized tensors at their width)."""
 
 ARTEFACT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "onnxruntime": (".onnx",),
@@ -79,10 +85,11 @@ def task_problem(runtime: str, task: str) -> str | None:
     )
 
 
-GENERATION_RUNTIMES: tuple[str, ...] = ("pytorch", "onnxruntime", "openvino")
+GENERATION_RUNTIMES: tuple[str, ...] = ("pytorch", "onnxruntime", "openvino", "llama.cpp")
 """Runtimes that time causal-LM generation (``{prompt_tokens, new_tokens}``): PyTorch's
-``generate``, and a greedy loop over the exported graph's KV cache on ONNX Runtime and
-OpenVINO (``mcval.backends.decoding``). A traced TorchScript module has no cache."""
+``generate``, a greedy loop over the exported graph's KV cache on ONNX Runtime and
+OpenVINO (``mcval.backends.decoding``), and llama.cpp's own decoding. A traced TorchScript
+module has no cache."""
 
 
 def generation_problem(runtime: str) -> str | None:
@@ -94,6 +101,20 @@ def generation_problem(runtime: str) -> str | None:
         f"{RUNTIME_LABELS[runtime]} times one forward pass: use benchmark.input "
         f"{{tokens: N}} (generation with prompt_tokens/new_tokens runs on {able})"
     )
+
+
+def gguf_problem(runtime: str, gguf_file: str | None, file: str | None) -> str | None:
+    """llama.cpp measures a GGUF file and nothing else; None when the fields fit."""
+    if runtime not in GGUF_RUNTIMES:
+        return None
+    if file is not None:
+        return f"runtime {runtime} runs a GGUF file: name it in model.gguf_file, not model.file"
+    if gguf_file is None:
+        return (
+            f"runtime {runtime} runs a GGUF file: set model.gguf_file to the .gguf file in the "
+            "model repository or directory"
+        )
+    return None
 
 
 def file_problem(runtime: str, file: str | None) -> str | None:

@@ -996,9 +996,9 @@ def test_quantized_gguf_is_an_input_error(
         expected=[
             f"{FILE}:7: model.gguf_file: m.gguf holds quantized tensors (15 × Q8_0, 5 × F32), "
             "which transformers dequantizes to floating point while loading, so the row would "
-            "be timed and sized as a floating-point model, not as Q8_0; convert it to F16/F32 "
-            "GGUF or a safetensors checkpoint; a llama.cpp runtime will measure quantized GGUF "
-            "as GGUF"
+            "be timed and sized as a floating-point model, not as Q8_0; set model.runtime: "
+            "llama.cpp to measure it as GGUF (or convert it to F16/F32 GGUF or a safetensors "
+            "checkpoint)"
         ],
         error_prefix="  error ",
     )

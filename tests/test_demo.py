@@ -53,7 +53,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     if unmeasured:
         assert "too busy to time" in text and "run the demo again on a quiet machine" in text
     else:
-        assert "5 of 6 submission(s) pass" in text
+        assert "6 of 7 submission(s) pass" in text
     assert {k: r.verdict for k, r in records.items() if k not in unmeasured} == {
         k: v
         for k, v in {
@@ -62,6 +62,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
             f"{TEAM}/smollm2-int8": "pass",
             f"{TEAM}/smollm2-ort-int8": "pass",
             f"{TEAM}/smollm2-ov-int8": "pass",
+            f"{TEAM}/smollm2-q4_1-gguf": "pass",
             f"{TEAM}/{demo.CARELESS}": "fail",
         }.items()
         if k not in unmeasured
@@ -104,6 +105,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
             ("smollm2-int8", "INT8 dynamic"),
             ("smollm2-ort-int8", "INT8 dynamic · ONNX Runtime"),
             ("smollm2-ov-int8", "INT8 weights · OpenVINO"),
+            ("smollm2-q4_1-gguf", "Q4_1 GGUF · llama.cpp"),
         )
         if f"{TEAM}/{key}" not in unmeasured
     }
@@ -124,6 +126,12 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert measured.weights_mb is not None and fp32.weights_mb is not None
         assert measured.weights_mb <= fp32.weights_mb / 2, key
         assert measured.quality["perplexity"] == pytest.approx(ppl["fp32"], rel=0.25), key
+    # The Q4_1 file on llama.cpp: its tensor data at 4.5 bits a weight, and the perplexity
+    # of the very weights the fp32 row holds dequantized.
+    gguf = records[f"{TEAM}/smollm2-q4_1-gguf"].measured
+    assert gguf.weights_mb == pytest.approx(92.10, abs=0.01)
+    assert gguf.quality["perplexity"] == pytest.approx(ppl["fp32"], rel=0.02)
+    assert gguf.ram_mb is not None and gguf.ram_mb > gguf.weights_mb  # weights resident
     assert (tmp_path / "first/results.svg").read_bytes().startswith(b"<?xml")
     assert "<!-- mcval:report -->" in (tmp_path / "first/pr-comment.md").read_text()
     if unmeasured:
@@ -139,7 +147,7 @@ def test_demo_end_to_end_then_reused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     again = Console(record=True, width=160, color_system=None)
     assert demo.run_demo(tmp_path / "second", cache, again) == 0
     second = again.export_text()
-    assert "5 of 6 submission(s) pass" in second
+    assert "6 of 7 submission(s) pass" in second
     assert ORIGIN in second.splitlines()
     assert "result reused" in second
     assert _table_rows(tmp_path / "second/README.md")[0][3] == f"{fp32.weights_mb:.2f}"

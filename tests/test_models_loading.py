@@ -193,8 +193,8 @@ def test_real_smollm2_q4_1_gguf_is_refused_before_loading(tmp_path: Path) -> Non
         "(210 × Q4_1, 1 × Q8_0, 61 × F32), which transformers dequantizes to floating point"
     )
     assert info.value.message.endswith(
-        "not as Q4_1/Q8_0; convert it to F16/F32 GGUF or a safetensors checkpoint; a llama.cpp "
-        "runtime will measure quantized GGUF as GGUF"
+        "not as Q4_1/Q8_0; set model.runtime: llama.cpp to measure it as GGUF (or convert it "
+        "to F16/F32 GGUF or a safetensors checkpoint)"
     )
     assert info.value.field == ("model", "gguf_file")
 

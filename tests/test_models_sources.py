@@ -245,9 +245,9 @@ def test_real_q4_1_gguf_is_refused_naming_its_tensor_types() -> None:
     assert info.value.message == (
         f"model.gguf_file: {name} holds quantized tensors (210 × Q4_1, 1 × Q8_0, 61 × F32), "
         "which transformers dequantizes to floating point while loading, so the row would be "
-        "timed and sized as a floating-point model, not as Q4_1/Q8_0; convert it to F16/F32 "
-        "GGUF or a safetensors checkpoint; a llama.cpp runtime will measure quantized GGUF "
-        "as GGUF"
+        "timed and sized as a floating-point model, not as Q4_1/Q8_0; set model.runtime: "
+        "llama.cpp to measure it as GGUF (or convert it to F16/F32 GGUF or a safetensors "
+        "checkpoint)"
     )
     assert info.value.field == ("model", "gguf_file")
     assert isinstance(info.value, ModelError)  # an input error: the team's to fix, exit 2
@@ -262,7 +262,7 @@ def test_quantized_gguf_from_the_hub_is_refused(tmp_path: Path, llama_dir: Path)
     assert info.value.message.startswith(
         "model.gguf_file: tiny.Q8_0.gguf holds quantized tensors (15 × Q8_0, 5 × F32), "
     )
-    assert "not as Q8_0; convert it to F16/F32 GGUF or a safetensors checkpoint" in (
+    assert "not as Q8_0; set model.runtime: llama.cpp to measure it as GGUF (or convert it " in (
         info.value.message
     )
     assert info.value.field == ("model", "gguf_file")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcval.errors import InputError, InputErrors
-from mcval.runtimes import RUNTIME_TASKS, runtime_label, task_problem
+from mcval.runtimes import GGUF_RUNTIMES, RUNTIME_TASKS, runtime_label, task_problem
 from mcval.submission import load_submission
 
 BASE = """\
@@ -92,7 +92,7 @@ def test_generation_input_needs_a_runtime_with_a_kv_cache(tmp_path: Path) -> Non
     (message,) = problems(tmp_path, task="causal-lm", shape=shape, runtime="torchscript")
     assert message.endswith(
         "TorchScript times one forward pass: use benchmark.input {tokens: N} (generation with "
-        "prompt_tokens/new_tokens runs on PyTorch, ONNX Runtime, OpenVINO)"
+        "prompt_tokens/new_tokens runs on PyTorch, ONNX Runtime, OpenVINO, llama.cpp)"
     )
 
 
@@ -114,14 +114,72 @@ def test_timm_is_for_image_classification(tmp_path: Path) -> None:
 def test_every_runtime_has_a_label_and_tasks() -> None:
     assert runtime_label("pytorch") is None
     assert runtime_label("onnxruntime") == "ONNX Runtime"
-    assert all(task_problem(r, "text-classification") is None for r in RUNTIME_TASKS)
+    assert runtime_label("llama.cpp") == "llama.cpp"
+    assert all(
+        task_problem(r, "text-classification") is None
+        for r in RUNTIME_TASKS
+        if r not in GGUF_RUNTIMES
+    )
+    assert all(task_problem(r, "causal-lm") is None for r in RUNTIME_TASKS)
+
+
+GGUF = "  gguf_file: m.Q4_K_M.gguf\n"
+GENERATION = "{prompt_tokens: 16, new_tokens: 4}"
+
+
+def test_llama_cpp_measures_a_gguf_with_generation(tmp_path: Path) -> None:
+    assert problems(tmp_path, "llama.cpp", "causal-lm", shape=GENERATION, extra=GGUF) == []
+    assert problems(tmp_path, "llama.cpp", "causal-lm", shape="{tokens: 32}", extra=GGUF) == []
+
+
+def test_llama_cpp_needs_a_gguf_file(tmp_path: Path) -> None:
+    (message,) = problems(tmp_path, "llama.cpp", "causal-lm", shape=GENERATION)
+    assert message.endswith(
+        "runtime llama.cpp runs a GGUF file: set model.gguf_file to the .gguf file in the "
+        "model repository or directory"
+    )
+    (message,) = problems(
+        tmp_path, "llama.cpp", "causal-lm", shape=GENERATION, extra="  file: model.onnx\n"
+    )
+    assert message.endswith(
+        "runtime llama.cpp runs a GGUF file: name it in model.gguf_file, not model.file"
+    )
+
+
+def test_llama_cpp_is_for_causal_lm(tmp_path: Path) -> None:
+    (message,) = problems(tmp_path, "llama.cpp", extra=GGUF)
+    assert message.endswith(
+        "llama.cpp cannot measure text-classification yet; text-classification runs on: "
+        "PyTorch, TorchScript, ONNX Runtime, OpenVINO (llama.cpp supports: causal-lm)"
+    )
+
+
+def test_llama_cpp_takes_no_recipe_and_one_sequence(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "llama.cpp",
+        "causal-lm",
+        recipe="[{cast: {dtype: float16}}]",
+        shape=GENERATION + "\n  batch_size: 2",
+        extra=GGUF,
+    )
+    assert len(found) == 2, found
+    assert found[0].endswith(
+        "runtime llama.cpp measures the GGUF file as it is, so recipe steps cannot change it; "
+        "quantize with llama.cpp's llama-quantize and submit the resulting file (the method's "
+        "name says which type, e.g. Q4_K_M)"
+    )
+    assert found[1].endswith(
+        "runtime llama.cpp runs one sequence per call: use benchmark.batch_size: 1"
+    )
 
 
 @pytest.mark.parametrize("module", ["mcval.submission.runtime_rules", "mcval.runtimes"])
 def test_rules_import_no_runtime(module: str) -> None:
     code = (
         f"import sys, {module}; "
-        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'timm') "
+        "print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'openvino', 'timm', "
+        "'llama_cpp', 'gguf') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

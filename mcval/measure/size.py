@@ -61,6 +61,11 @@ class SizeReport(BaseModel):
     files: list[str] = Field(default_factory=list, description="weight files on disk")
     files_bytes: int | None = Field(default=None, description="total size of `files`")
     files_mb: float | None = None
+    tensor_types: dict[str, int] | None = Field(
+        default=None,
+        description="GGUF (llama.cpp): tensors per GGML type, e.g. {'Q4_1': 210, 'F32': 61}; "
+        "their bytes are dtype_bytes",
+    )
 
 
 class _Counter:

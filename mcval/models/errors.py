@@ -48,7 +48,7 @@ class DownloadTooLargeError(ModelError):
 class QuantizedGGUFError(ModelError):
     """A GGUF whose tensors are quantized (Q4_1, Q8_0, ...): transformers would dequantize
     them on load, so the row would be timed and sized as a floating-point model. Refused
-    until a GGUF runtime (llama.cpp) measures such a file as what it is."""
+    on PyTorch; ``model.runtime: llama.cpp`` measures such a file as what it is."""
 
 
 class LoadError(ModelError):

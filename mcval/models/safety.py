@@ -3,8 +3,9 @@
 Submissions come from strangers' pull requests and are measured on the course's own
 runner, so nothing in a checkpoint may execute code there: weights come from
 safetensors only (unpickling a ``.bin`` can run anything), configs that need custom
-Python code (``auto_map``) are refused instead of running them, GGUF files are parsed
-by the ``gguf`` package's reader, and local paths must stay inside the repository.
+Python code (``auto_map``) are refused instead of running them, GGUF files are walked
+with explicit bounds (``gguf_checks``) and then parsed by the ``gguf`` package's reader
+before transformers or llama.cpp sees them, and local paths must stay inside the repository.
 Every check here reads files only; none imports torch.
 """
 
@@ -73,6 +74,13 @@ class GGUFInfo(BaseModel):
     tensor_types: dict[str, int] = Field(
         description="GGML type name → number of tensors, e.g. {'Q4_1': 211, 'F32': 61}."
     )
+    tensor_bytes: int = Field(
+        default=0, description="Bytes of all tensor data at its stored (quantized) width."
+    )
+    type_bytes: dict[str, int] = Field(
+        default_factory=dict, description="GGML type name → bytes of its tensors' data."
+    )
+    file_bytes: int = 0
 
 
 def check_relative_path(value: str, field: FieldPath = ("model", "id")) -> PurePosixPath:
@@ -273,10 +281,16 @@ def validate_safetensors(path: Path, field: FieldPath = ("model", "id")) -> int:
 
 
 def validate_gguf(path: Path, field: FieldPath = ("model", "gguf_file")) -> GGUFInfo:
-    """Parse a GGUF file with the ``gguf`` package (header, metadata, tensor table)."""
+    """Validate a GGUF file: first the bounded walk of ``gguf_checks`` (header, metadata,
+    tensor table: counts, dimensions, known types, every tensor's data inside the file), so
+    no parser meets an unchecked count or offset; then the ``gguf`` package's reader, whose
+    tensor table must agree with the walk's."""
     from gguf import GGUFReader
 
+    from mcval.models.gguf_checks import walk_gguf
+
     try:
+        table = walk_gguf(path)
         reader = GGUFReader(str(path))
         arch_field = reader.fields.get("general.architecture")
         if arch_field is None:
@@ -288,12 +302,18 @@ def validate_gguf(path: Path, field: FieldPath = ("model", "gguf_file")) -> GGUF
         for tensor in reader.tensors:
             name = tensor.tensor_type.name
             types[name] = types.get(name, 0) + 1
+        reader_bytes = sum(int(t.n_bytes) for t in reader.tensors)
+        if types != table.type_counts() or reader_bytes != table.tensor_bytes:
+            raise ValueError("the gguf reader and the bounded walk disagree on the tensor table")
         return GGUFInfo(
             version=version,
             architecture=architecture,
             tensor_count=len(reader.tensors),
             kv_count=len(reader.fields),
             tensor_types=types,
+            tensor_bytes=table.tensor_bytes,
+            type_bytes=table.type_bytes(),
+            file_bytes=table.file_bytes,
         )
     except Exception as exc:  # the parser fails in many ways on a corrupt file; all mean invalid
         raise InvalidGGUFError(

@@ -6,8 +6,9 @@ first (names and sizes) and refused before any byte of weights is downloaded whe
 they are pickle-only, too large for the runner's disk, or need custom code; then only
 the files transformers needs are fetched, through huggingface_hub's normal cache, at
 the exact commit that was listed (a moving branch cannot change between the two).
-A GGUF file is parsed first and refused when its tensors are quantized: transformers
-would dequantize them, and the row would be measured as something it is not.
+A GGUF file is validated first (``safety.validate_gguf``); for PyTorch it is refused
+when its tensors are quantized (transformers would dequantize them, and the row would be
+measured as something it is not): such a file is measured by ``model.runtime: llama.cpp``.
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ transformers dequantizes on load, so such a file would not be measured as what i
 
 
 def check_gguf_tensor_types(path: Path, info: GGUFInfo, field: FieldPath = GGUF_FIELD) -> None:
-    """Refuse a GGUF with quantized tensors: transformers dequantizes them while loading, so
-    a Q4 file would be timed and sized as fp32. Until a llama.cpp runtime measures GGUF
-    as GGUF, only float GGUF (F32/F16/BF16) is measured."""
+    """Refuse a GGUF with quantized tensors for transformers: it dequantizes them while
+    loading, so a Q4 file would be timed and sized as fp32. The llama.cpp runtime measures
+    quantized GGUF as GGUF; transformers gets float GGUF (F32/F16/BF16) only."""
     quantized = {t: n for t, n in info.tensor_types.items() if t not in GGUF_FLOAT_TYPES}
     if not quantized:
         return
@@ -69,17 +70,18 @@ def check_gguf_tensor_types(path: Path, info: GGUFInfo, field: FieldPath = GGUF_
     raise QuantizedGGUFError(
         f"model.gguf_file: {path.name} holds quantized tensors ({found}), which transformers "
         "dequantizes to floating point while loading, so the row would be timed and sized as "
-        f"a floating-point model, not as {kinds}; convert it to F16/F32 GGUF or a safetensors "
-        "checkpoint; a llama.cpp runtime will measure quantized GGUF as GGUF",
+        f"a floating-point model, not as {kinds}; set model.runtime: llama.cpp to measure it "
+        "as GGUF (or convert it to F16/F32 GGUF or a safetensors checkpoint)",
         field,
     )
 
 
-def vet_gguf(path: Path, field: FieldPath = GGUF_FIELD) -> GGUFInfo:
-    """Parse the GGUF header (``validate_gguf``) and refuse quantized tensors, both before
-    transformers sees the file."""
+def vet_gguf(path: Path, field: FieldPath = GGUF_FIELD, *, quantized: bool = False) -> GGUFInfo:
+    """Validate the GGUF (``validate_gguf``) and, unless ``quantized`` (llama.cpp measures
+    it as it is), refuse quantized tensors, both before any loader sees the file."""
     info = validate_gguf(path, field)
-    check_gguf_tensor_types(path, info, field)
+    if not quantized:
+        check_gguf_tensor_types(path, info, field)
     return info
 
 
@@ -253,8 +255,12 @@ def resolve_source(
     max_download_bytes: int,
     class_name: str = "AutoModel",
     hub: HubClient | None = None,
+    quantized_gguf: bool = False,
 ) -> ResolvedSource:
-    """Apply the source and safety rules and return the local checkpoint to load."""
+    """Apply the source and safety rules and return the local checkpoint to load.
+
+    ``quantized_gguf``: the GGUF is measured as GGUF (llama.cpp), so quantized tensors are
+    accepted; it is validated all the same."""
     if gguf_file is not None:
         pure = check_relative_path(gguf_file, GGUF_FIELD)
         if pure.suffix.lower() != ".gguf":
@@ -267,10 +273,14 @@ def resolve_source(
                 "write a hub id, or './path/to/model' for files committed to the repository",
                 ID_FIELD,
             )
-        return _resolve_local(model_id, revision, gguf_file, repo_root, class_name)
-    return _resolve_hub(
-        model_id, revision, gguf_file, max_download_bytes, class_name, hub or HuggingFaceHub()
-    )
+        resolved = _resolve_local(model_id, revision, gguf_file, repo_root, class_name)
+    else:
+        resolved = _resolve_hub(
+            model_id, revision, gguf_file, max_download_bytes, class_name, hub or HuggingFaceHub()
+        )
+    if resolved.gguf is not None and not quantized_gguf:
+        check_gguf_tensor_types(resolved.weight_files[0], resolved.gguf)
+    return resolved
 
 
 def _resolve_local(
@@ -312,9 +322,13 @@ def _resolve_local(
 
 
 def _gguf_source(gguf_path: Path, gguf_file: str, **fields: Any) -> ResolvedSource:
-    """A source whose weights are the one GGUF file, vetted here so no path skips it."""
+    """A source whose weights are the one GGUF file, validated here so no path skips it (the
+    quantized-tensor rule, which depends on the runtime, is ``resolve_source``'s)."""
     return ResolvedSource(
-        weight_files=[gguf_path], gguf_file=gguf_file, gguf=vet_gguf(gguf_path), **fields
+        weight_files=[gguf_path],
+        gguf_file=gguf_file,
+        gguf=vet_gguf(gguf_path, quantized=True),
+        **fields,
     )
 
 

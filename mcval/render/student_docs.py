@@ -23,7 +23,7 @@ from typing import Any
 
 from mcval.metrics import DEFAULT_METRICS, TASK_METRICS, TASK_ROLES, TASKS
 from mcval.models.recipe_params import STEPS
-from mcval.runtimes import ARTEFACT_SUFFIXES, RUNTIME_LABELS, RUNTIME_TASKS
+from mcval.runtimes import ARTEFACT_SUFFIXES, GGUF_RUNTIMES, RUNTIME_LABELS, RUNTIME_TASKS
 from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, INPUT_SHAPES, TASK_INPUT_SHAPES
 from mcval.submission.units import NOT_MEASURED_SPELLINGS
 from mcval.tasks.base import TASK_MODEL_CLASSES
@@ -149,6 +149,8 @@ def runtimes() -> str:
             steps = ["all the others"]
         suffixes = ARTEFACT_SUFFIXES.get(runtime)
         file = " or ".join(f"`{x}`" for x in suffixes) if suffixes else "not accepted"
+        if runtime in GGUF_RUNTIMES:
+            file = "not accepted: `model.gguf_file` names the `.gguf`"
         tasks_ = ", ".join(RUNTIME_TASKS[runtime])
         rows.append(f"| `{runtime}` | {label} | {tasks_} | {', '.join(steps) or '—'} | {file} |\n")
     return "".join(rows)

@@ -7,9 +7,11 @@ backends implement the same table, so what passes here can be measured.
 from __future__ import annotations
 
 from mcval.runtimes import (
+    GGUF_RUNTIMES,
     TIMM_TASKS,
     file_problem,
     generation_problem,
+    gguf_problem,
     task_problem,
 )
 from mcval.submission.schema import DEFAULT_BENCHMARK_INPUT, Submission
@@ -31,9 +33,12 @@ def runtime_problems(sub: Submission) -> list[tuple[FieldPath, str]]:
         if generation:
             where = ("benchmark", "input") if sub.benchmark.input else ("model", "runtime")
             problems.append((where, generation))
-    problem = file_problem(runtime, model.file)
+    gguf = gguf_problem(runtime, model.gguf_file, model.file)
+    problem = gguf or file_problem(runtime, model.file)
     if problem:
-        problems.append((("model", "file"), problem))
+        problems.append((("model", "gguf_file" if gguf and not model.file else "file"), problem))
+    if runtime in GGUF_RUNTIMES:
+        problems += _gguf_runtime_problems(sub)
     if model.file is not None and model.gguf_file is not None:
         problems.append((("model", "file"), "model.file and model.gguf_file exclude each other"))
     if model.file is not None and sub.method.recipe:
@@ -62,4 +67,27 @@ def runtime_problems(sub: Submission) -> list[tuple[FieldPath, str]]:
             )
         if model.gguf_file is not None:
             problems.append((("model", "library"), "a timm model loads from safetensors, not GGUF"))
+    return problems
+
+
+def _gguf_runtime_problems(sub: Submission) -> list[tuple[FieldPath, str]]:
+    """llama.cpp runs the GGUF as shipped, one sequence at a time."""
+    problems: list[tuple[FieldPath, str]] = []
+    runtime = sub.model.runtime
+    if sub.method.recipe:
+        problems.append(
+            (
+                ("method", "recipe"),
+                f"runtime {runtime} measures the GGUF file as it is, so recipe steps cannot "
+                "change it; quantize with llama.cpp's llama-quantize and submit the resulting "
+                "file (the method's name says which type, e.g. Q4_K_M)",
+            )
+        )
+    if sub.benchmark.batch_size != 1:
+        problems.append(
+            (
+                ("benchmark", "batch_size"),
+                f"runtime {runtime} runs one sequence per call: use benchmark.batch_size: 1",
+            )
+        )
     return problems

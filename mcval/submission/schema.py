@@ -58,14 +58,16 @@ class ModelSpec(StrictModel):
     task: Task
     gguf_file: ShortText | None = Field(
         default=None,
-        description="Name of a GGUF file inside the model repository or directory. Its tensors "
-        "must be F32, F16 or BF16: a quantized GGUF (Q4_1, Q8_0, ...) is refused, since "
-        "transformers would dequantize it and it would be measured as a floating-point model.",
+        description="Name of a GGUF file inside the model repository or directory. With "
+        "runtime llama.cpp it is measured as GGUF, quantized types (Q4_1, Q8_0, k-quants) "
+        "included; on PyTorch its tensors must be F32, F16 or BF16 (transformers would "
+        "dequantize a quantized GGUF, so it would be measured as a floating-point model).",
     )
     runtime: Runtime = Field(
         default="pytorch",
         description="What runs the model: pytorch, or the runner converts the checkpoint to "
-        "torchscript, onnxruntime or openvino (or loads model.file).",
+        "torchscript, onnxruntime or openvino (or loads model.file); llama.cpp runs "
+        "model.gguf_file (causal-lm).",
     )
     library: Library = Field(
         default="transformers",
