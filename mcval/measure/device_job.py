@@ -126,6 +126,19 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def quiet_torch_threads(runtime: str) -> None:
+    """A runtime with its own thread pool (ONNX Runtime, OpenVINO, llama.cpp) must not share
+    the cores with torch's: after any parallel torch op (the export, the task's tensors)
+    torch's OpenMP threads spin-wait, and on 2 cores that slowed an ONNX Runtime call
+    21 -> 47 ms (bench/bench_runtimes.py). torch keeps one thread for the task's small ops;
+    TorchScript runs on torch's pool, so it keeps the protocol's threads."""
+    if runtime in ("pytorch", "torchscript"):
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def set_threads(threads: int) -> int:
     """Fix torch's thread pools before any parallel work; returns the intra-op count."""
     import torch
@@ -226,6 +239,7 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
             )  # fmt: skip
             loaded.model = model  # the PyTorch module is freed before the inference window
             result.recipe_applied += model.notes
+            quiet_torch_threads(sub.model.runtime)
     except Exception as exc:
         tracker.stop()
         reason = _not_applicable_reason(exc)
