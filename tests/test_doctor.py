@@ -19,7 +19,10 @@ NO_GPU = not __import__("torch").cuda.is_available()
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
+    """A repository whose download limit any test machine's disk can hold: the default
+    (20 GB, sized for the reference runner) failed CI on a machine with 14.4 GiB free."""
     (tmp_path / ".git").mkdir()
+    (tmp_path / "mcval.toml").write_text("[measure]\nmax_download_gb = 1\n", encoding="utf-8")
     return tmp_path
 
 
@@ -42,6 +45,7 @@ def test_doctor_passes_on_this_cpu_machine_and_says_no_gpu(
         r"^info  gpu +no GPU visible to the measuring child: CPU figures only$", out, re.M
     )
     assert re.search(r"^ok    torch +2\.\d+\.\d+\S*, built for CUDA", out, re.M)
+    assert re.search(r"^ok    model cache +\S.*: [\d.]+ GiB free \(max_download_gb = 1\)$", out, re.M)
     assert re.search(r"^info  course branches +not in a job / no token$", out, re.M)
     assert re.search(r"^ok    child environment +\d+ variables, tokens visible: none$", out, re.M)
     peak = re.search(r"read as ([\d.]+) MiB in the child \(vmhwm\) and ([\d.]+) MiB", out)
