@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
-from tiny_models import QUICK_MEASURE_TOML
+from tiny_models import QUICK_MEASURE_TOML, write_submission
 
 from mcval.cli import main
 from mcval.models.safety import InvalidGGUFError, validate_gguf
@@ -180,10 +179,7 @@ def _submission(repo: Path, model_dir: str, gguf: str, name: str, **extra: Any) 
         "benchmark": {"input": {"prompt_tokens": 16, "new_tokens": 4}},
         **extra,
     }
-    path = repo / "submissions" / "team" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
+    return write_submission(repo, "team", name, doc)
 
 
 @pytest.mark.slow

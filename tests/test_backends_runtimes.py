@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from tiny_models import (
     NER_LABELS,
     QUICK_MEASURE_TOML,
@@ -18,6 +17,7 @@ from tiny_models import (
     build_tiny_llama,
     build_tiny_vit,
     write_classification_rows,
+    write_submission,
 )
 
 from mcval.cli import main
@@ -101,10 +101,7 @@ def measure(
         },
         "benchmark": {"input": shape},
     }
-    sub = repo / "submissions" / "team" / f"{name}-{runtime}-{task}.yaml"
-    sub.parent.mkdir(parents=True, exist_ok=True)
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return sub
+    return write_submission(repo, "team", f"{name}-{runtime}-{task}", doc)
 
 
 def run_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
