@@ -311,3 +311,28 @@ def test_skip_keeps_the_named_modules_in_float(repo: Path, runtime: str, tmp_pat
         assert skipped["float"] - plain["float"] >= 4 * down - 64
     else:  # NNCF int8: u8 values and u8 zero points, f16/f32 scales
         assert skipped["f32"] - plain["f32"] == 4 * down
+
+
+@pytest.mark.parametrize(
+    ("runtime", "calls"),
+    [
+        ("pytorch", []),
+        ("torchscript", []),
+        ("onnxruntime", [1]),
+        ("openvino", [1]),
+        ("llama.cpp", [1]),
+    ],
+)
+def test_torch_drops_to_one_thread_beside_a_runtime_with_its_own_pool(
+    runtime: str, calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backends' ``OWN_THREAD_POOL``: ONNX Runtime, OpenVINO and llama.cpp compute on
+    pools of their own, so torch keeps one thread; TorchScript and PyTorch run on torch's."""
+    import torch
+
+    from mcval.measure.device_job import quiet_torch_threads
+
+    seen: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    quiet_torch_threads(runtime)
+    assert seen == calls

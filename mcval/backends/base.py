@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -117,6 +117,18 @@ class WeightCount:
             files_bytes=fbytes,
             files_mb=(fbytes / MIB) if fbytes is not None else None,
         )
+
+
+class Backend(Protocol):
+    """What each runtime module (``mcval.backends.<runtime>_backend``) declares."""
+
+    RUNTIME: str
+    OWN_THREAD_POOL: bool
+    """Whether the runtime computes on a thread pool of its own (ONNX Runtime, OpenVINO,
+    llama.cpp) rather than on torch's (TorchScript); the measuring child then drops torch
+    to one thread (``mcval.measure.device_job.quiet_torch_threads``)."""
+
+    def convert(self, request: ConvertRequest) -> RuntimeModel: ...
 
 
 class RuntimeModel:

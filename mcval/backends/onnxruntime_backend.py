@@ -40,6 +40,7 @@ from mcval.backends.base import (
 from mcval.models.errors import NotApplicableError, RecipeError
 
 RUNTIME = "onnxruntime"
+OWN_THREAD_POOL = True  # the session's intra-op pool (``session``), not torch's
 OPSET = 18
 
 

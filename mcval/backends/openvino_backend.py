@@ -41,6 +41,7 @@ from mcval.models.errors import NotApplicableError
 from mcval.models.safety import UnsafeModelError
 
 RUNTIME = "openvino"
+OWN_THREAD_POOL = True  # the CPU plugin's ``INFERENCE_NUM_THREADS``, not torch's
 FILE_FIELD = ("model", "file")
 
 

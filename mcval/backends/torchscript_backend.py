@@ -21,6 +21,7 @@ from mcval.backends.base import (
 )
 
 RUNTIME = "torchscript"
+OWN_THREAD_POOL = False  # the traced module runs on torch's own intra-op pool
 
 
 def traced_weight_count(module: Any) -> WeightCount:
