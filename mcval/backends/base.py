@@ -220,6 +220,11 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (at most 160 characters), for a conversion's fallback note."""
+    return (str(exc).strip().splitlines() or [""])[0][:160]
+
+
 def graph_inputs(task: str, accepted: set[str] | None) -> list[str]:
     """The inputs a task's export takes (``token_type_ids`` only if the model has them)."""
     if task == "image-classification":

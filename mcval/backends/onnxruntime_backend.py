@@ -34,6 +34,7 @@ from mcval.backends.base import (
     dynamic_axes,
     example_inputs,
     feeds_of,
+    first_line,
     graph_inputs,
     positions,
 )
@@ -42,10 +43,6 @@ from mcval.models.errors import NotApplicableError, RecipeError
 RUNTIME = "onnxruntime"
 OWN_THREAD_POOL = True  # the session's intra-op pool (``session``), not torch's
 OPSET = 18
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:160]
 
 
 def export_with_cache(request: ConvertRequest, path: Path) -> list[str]:
@@ -107,7 +104,7 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
             _remove_partial_export(path)
             notes.append(
                 "exported without a KV cache (generation re-runs the whole sequence per "
-                f"token): {_first_line(exc)}"
+                f"token): {first_line(exc)}"
             )
     names = graph_inputs(request.task, request.accepted)
     wrapper = LogitsOnly(request.model, names).eval()
@@ -135,7 +132,7 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
             _remove_partial_export(path)
             notes.append(
                 "exported with the TorchScript-based ONNX exporter "
-                f"(dynamo failed: {_first_line(exc)})"
+                f"(dynamo failed: {first_line(exc)})"
             )
             axes = dynamic_axes(request.task, names)
             torch.onnx.export(
