@@ -314,3 +314,16 @@ def test_skip_keeps_the_named_modules_in_float(repo: Path, runtime: str, tmp_pat
         assert skipped["float"] - plain["float"] >= 4 * down - 64
     else:  # NNCF int8: u8 values and u8 zero points, f16/f32 scales
         assert skipped["f32"] - plain["f32"] == 4 * down
+
+
+def test_torchscript_is_warmed_up_past_its_compiling_calls(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy asks for 1 warm-up call; TorchScript's profiling executor compiles during
+    its first calls, so its row is timed after 10, and PyTorch's after the policy's 1."""
+    monkeypatch.chdir(repo)
+    counts = {}
+    for runtime in ("pytorch", "torchscript"):
+        measured = run_json(measure(repo, "causal-lm", runtime, name="warm"), capsys)
+        counts[runtime] = measured["details"]["latency"]["cpu"]["warmup_calls"]
+    assert counts == {"pytorch": 1, "torchscript": 10}
