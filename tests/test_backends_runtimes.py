@@ -336,3 +336,16 @@ def test_torch_drops_to_one_thread_beside_a_runtime_with_its_own_pool(
     monkeypatch.setattr(torch, "set_num_threads", seen.append)
     quiet_torch_threads(runtime)
     assert seen == calls
+
+
+def test_torchscript_is_warmed_up_past_its_compiling_calls(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The policy asks for 1 warm-up call; TorchScript's profiling executor compiles during
+    its first calls, so its row is timed after 10, and PyTorch's after the policy's 1."""
+    monkeypatch.chdir(repo)
+    counts = {}
+    for runtime in ("pytorch", "torchscript"):
+        measured = run_json(measure(repo, "causal-lm", runtime, name="warm"), capsys)
+        counts[runtime] = measured["details"]["latency"]["cpu"]["warmup_calls"]
+    assert counts == {"pytorch": 1, "torchscript": 10}

@@ -169,6 +169,9 @@ class RuntimeModel:
         """Set with ``cache``: the generation benchmark's step (``mcval.backends.decoding``)."""
         self.generation_config: Any = None
         """The checkpoint's generation settings (its end-of-sequence ids), as in PyTorch."""
+        self.min_warmup_calls = 0
+        """Warm-up calls this runtime needs before its calls are steady (the protocol's
+        ``warmup_calls`` is raised to it): TorchScript compiles during its first calls."""
 
     def forward(self, **inputs: Any) -> SimpleNamespace:
         """One call on the runtime; drops inputs the graph does not take."""

@@ -276,13 +276,15 @@ def measure_device(payload: dict[str, Any], progress: Progress) -> DeviceResult:
                 result.input_error.field = ["benchmark", "input"]
             return result
         raise
+    # A runtime that compiles during its first calls (TorchScript) asks for more warm-up.
+    warmup_calls = max(mp.warmup_calls, getattr(model, "min_warmup_calls", 0))
     progress(
-        f"timing ({mp.warmup_calls} warm-up, then >= {mp.min_calls} calls and "
+        f"timing ({warmup_calls} warm-up, then >= {mp.min_calls} calls and "
         f">= {mp.min_seconds:g} s, {threads} threads)"
     )
     result.latency = measure_latency(
         call,
-        warmup_calls=mp.warmup_calls,
+        warmup_calls=warmup_calls,
         min_calls=mp.min_calls,
         min_seconds=mp.min_seconds,
         max_seconds=mp.max_seconds,
