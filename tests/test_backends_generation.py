@@ -14,8 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import yaml
-from tiny_models import QUICK_MEASURE_TOML, TASK_CORPUS, build_tiny_gpt2, build_tiny_llama
+from tiny_models import (
+    QUICK_MEASURE_TOML,
+    TASK_CORPUS,
+    build_tiny_gpt2,
+    build_tiny_llama,
+    write_submission,
+)
 
 from mcval.backends import generation_settings
 from mcval.backends.base import ConvertRequest, RuntimeModel, cache_example, cache_names
@@ -312,10 +317,7 @@ def _submission(repo: Path, name: str, model: dict, shape: dict) -> Path:
         "evaluation": {"dataset": {"path": "json", "data_files": ["data/lm.jsonl"]}},
         "benchmark": {"input": shape},
     }
-    sub = repo / "submissions" / "team" / f"{name}.yaml"
-    sub.parent.mkdir(parents=True, exist_ok=True)
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return sub
+    return write_submission(repo, "team", name, doc)
 
 
 def _measure(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:

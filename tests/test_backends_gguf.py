@@ -18,14 +18,16 @@ import struct
 import sys
 import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-import yaml
-from tiny_models import QUICK_MEASURE_TOML
+from tiny_models import QUICK_MEASURE_TOML, write_submission
 
 from mcval.cli import main
 from mcval.models.safety import InvalidGGUFError, validate_gguf
+
+if TYPE_CHECKING:
+    from mcval.backends.base import ConvertRequest
 
 MIB = 2**20
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -120,12 +122,28 @@ def test_absurd_counts_are_refused_without_looping(tmp_path: Path) -> None:
     assert f"claims {2**62} metadata entries and {2**62} tensors" in info.value.message
 
 
+def gguf_request(workdir: Path, artefact: Path, device: str) -> ConvertRequest:
+    """A request to convert the GGUF ``artefact`` straight through the llama.cpp backend
+    (no model, config or accepted inputs: the file is all the backend reads)."""
+    from mcval.backends.base import ConvertRequest
+
+    return ConvertRequest(
+        task="causal-lm",
+        model=None,
+        config=None,
+        accepted=None,
+        workdir=workdir,
+        threads=1,
+        device=device,
+        artefact=artefact,
+    )
+
+
 @pytest.mark.parametrize("kind", list(HOSTILE))
 def test_llama_cpp_never_opens_a_hostile_file(
     tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The backend walks the file again right before ``Llama`` would open it."""
-    from mcval.backends.base import ConvertRequest
     from mcval.backends.llamacpp_backend import convert
 
     opened: list[Any] = []
@@ -134,16 +152,7 @@ def test_llama_cpp_never_opens_a_hostile_file(
     stub.llama_supports_gpu_offload = lambda: False  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "llama_cpp", stub)
     path = hostile(tmp_path, kind)
-    request = ConvertRequest(
-        task="causal-lm",
-        model=None,
-        config=None,
-        accepted=None,
-        workdir=tmp_path,
-        threads=1,
-        device="cpu",
-        artefact=path,
-    )
+    request = gguf_request(tmp_path, path, device="cpu")
     with pytest.raises(InvalidGGUFError) as info:
         convert(request)
     assert HOSTILE[kind][1] in info.value.message
@@ -170,10 +179,7 @@ def _submission(repo: Path, model_dir: str, gguf: str, name: str, **extra: Any) 
         "benchmark": {"input": {"prompt_tokens": 16, "new_tokens": 4}},
         **extra,
     }
-    path = repo / "submissions" / "team" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
+    return write_submission(repo, "team", name, doc)
 
 
 @pytest.mark.slow
@@ -374,23 +380,13 @@ def test_gpu_without_a_cuda_build_is_not_applicable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A CPU build of llama.cpp asked for the GPU: "not applicable", naming the build flag."""
-    from mcval.backends.base import ConvertRequest
     from mcval.backends.llamacpp_backend import convert
     from mcval.models.errors import NotApplicableError
 
     stub = types.ModuleType("llama_cpp")
     stub.llama_supports_gpu_offload = lambda: False  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "llama_cpp", stub)
-    request = ConvertRequest(
-        task="causal-lm",
-        model=None,
-        config=None,
-        accepted=None,
-        workdir=tmp_path,
-        threads=1,
-        device="cuda:0",
-        artefact=small_gguf(tmp_path / "m.gguf"),
-    )
+    request = gguf_request(tmp_path, small_gguf(tmp_path / "m.gguf"), device="cuda:0")
     with pytest.raises(NotApplicableError) as info:
         convert(request)
     assert str(info.value.reason) == (

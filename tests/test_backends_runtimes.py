@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from tiny_models import (
     NER_LABELS,
     QUICK_MEASURE_TOML,
@@ -18,6 +17,7 @@ from tiny_models import (
     build_tiny_llama,
     build_tiny_vit,
     write_classification_rows,
+    write_submission,
 )
 
 from mcval.cli import main
@@ -101,10 +101,7 @@ def measure(
         },
         "benchmark": {"input": shape},
     }
-    sub = repo / "submissions" / "team" / f"{name}-{runtime}-{task}.yaml"
-    sub.parent.mkdir(parents=True, exist_ok=True)
-    sub.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return sub
+    return write_submission(repo, "team", f"{name}-{runtime}-{task}", doc)
 
 
 def run_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
@@ -314,6 +311,31 @@ def test_skip_keeps_the_named_modules_in_float(repo: Path, runtime: str, tmp_pat
         assert skipped["float"] - plain["float"] >= 4 * down - 64
     else:  # NNCF int8: u8 values and u8 zero points, f16/f32 scales
         assert skipped["f32"] - plain["f32"] == 4 * down
+
+
+@pytest.mark.parametrize(
+    ("runtime", "calls"),
+    [
+        ("pytorch", []),
+        ("torchscript", []),
+        ("onnxruntime", [1]),
+        ("openvino", [1]),
+        ("llama.cpp", [1]),
+    ],
+)
+def test_torch_drops_to_one_thread_beside_a_runtime_with_its_own_pool(
+    runtime: str, calls: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backends' ``OWN_THREAD_POOL``: ONNX Runtime, OpenVINO and llama.cpp compute on
+    pools of their own, so torch keeps one thread; TorchScript and PyTorch run on torch's."""
+    import torch
+
+    from mcval.measure.device_job import quiet_torch_threads
+
+    seen: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    quiet_torch_threads(runtime)
+    assert seen == calls
 
 
 def test_torchscript_is_warmed_up_past_its_compiling_calls(

@@ -23,6 +23,7 @@ import pytest
 from ci_helpers import FAST_CLIENT, ci_main
 from fake_github import FakeGithub
 from fixtures.records import make_record
+from tiny_models import write_submission
 
 from mcval.cli import main as mcval_main
 from mcval.commands import table as table_command
@@ -40,8 +41,7 @@ HEADER = "| " + HEADERS["ru"]["model"] + " |"
 def add_row(root: Path, sub_id: str) -> ResultRecord:
     """A submission file and its passing result (what a merge plus `validate` leave)."""
     team, name = sub_id.split("/")
-    (root / "submissions" / team).mkdir(parents=True, exist_ok=True)
-    (root / "submissions" / team / f"{name}.yaml").write_text("schema: 1\n", encoding="utf-8")
+    write_submission(root, team, name, "schema: 1\n")
     record = make_record(sub_id, f"org/{name}", "fp32", weights_mb=10.0, latency_cpu_ms=5.0)
     save_record(root / "results", record)
     return record
@@ -321,8 +321,7 @@ def test_two_ci_publish_runs_at_once_keep_every_file(
         (tip / path).parent.mkdir(parents=True, exist_ok=True)
         (tip / path).write_bytes(fake.file_at(BASE, "main", path) or b"")
     for name in ("first", "second"):
-        (tip / "submissions" / "alpha").mkdir(parents=True, exist_ok=True)
-        (tip / "submissions" / "alpha" / f"{name}.yaml").write_text("schema: 1\n")
+        write_submission(tip, "alpha", name, "schema: 1\n")
     assert mcval_main(["table", "--repo", str(tip)]) == 0
     assert ci_main(["ci", "publish", "--repo", str(tip), "--files", "README.md"]) == 0
     readme = (fake.file_at(BASE, "main", "README.md") or b"").decode()

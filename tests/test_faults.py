@@ -25,7 +25,7 @@ import pytest
 from ci_helpers import ci_main
 from fake_github import FakeGithub
 from test_validate import ENV, measurement, write_row
-from tiny_models import LOAD_TOLERANT_TOML
+from tiny_models import LOAD_TOLERANT_TOML, write_submission
 
 import mcval.models
 import mcval.tasks
@@ -204,9 +204,7 @@ def test_each_failing_child_is_its_submissions_error_and_the_others_complete(
         "network": "org/remote-model",
     }
     for name, model_id in names.items():
-        path = repo / "submissions" / "alpha" / f"{name}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(submission(model_id))
+        write_submission(repo, "alpha", name, submission(model_id))
     # Network down: the hub's address refuses connections and nothing is cached.
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
@@ -284,9 +282,7 @@ def test_each_failing_child_is_its_submissions_error_and_the_others_complete(
 def test_cuda_requested_but_absent_is_one_line_and_exit_2(
     repo: Path, command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = repo / "submissions" / "alpha" / "ok.yaml"
-    path.parent.mkdir(parents=True)
-    path.write_text(submission("fault/ok"))
+    write_submission(repo, "alpha", "ok", submission("fault/ok"))
     code, _out, err = run([command, "submissions/alpha/ok.yaml", "--device", "cuda"], capsys)
     assert code == 2
     line = (

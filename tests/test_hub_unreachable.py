@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from test_validate import ENV, FakeMeasure, measurement, validator, write_row
+from tiny_models import write_submission
 
 from mcval.cli import main
 from mcval.commands.validate import annotations_for, exit_code
@@ -173,8 +174,6 @@ def _hub_repo(root: Path) -> Path:
     (root / "mcval.toml").write_text("[measure]\ntime_limit_s = 240\n", encoding="utf-8")
     (root / "data").mkdir()
     (root / "data" / "eval.jsonl").write_text('{"text": "a b", "label": "x"}\n')
-    sub = root / "submissions" / "alpha" / "remote.yaml"
-    sub.parent.mkdir(parents=True)
     doc = {
         "schema": 1,
         "team": "alpha",
@@ -188,8 +187,7 @@ def _hub_repo(root: Path) -> Path:
         "benchmark": {"input": {"tokens": 16}},
         "reported": {"weights_mb": 1.0},
     }
-    sub.write_text(json.dumps(doc), encoding="utf-8")  # JSON is YAML
-    return sub
+    return write_submission(root, "alpha", "remote", json.dumps(doc))  # JSON is YAML
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_models import LOAD_TOLERANT_TOML, build_tiny_bert_classifier
+from tiny_models import LOAD_TOLERANT_TOML, build_tiny_bert_classifier, write_submission
 
 from mcval.cli import main
 from mcval.commands import measure as command
@@ -46,9 +46,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "data" / "eval.jsonl").write_text(
         '{"text": "hello world", "label": "positive"}\n', encoding="utf-8"
     )
-    sub = root / "submissions" / "testers" / "fp32.yaml"
-    sub.parent.mkdir(parents=True)
-    sub.write_text(SUBMISSION, encoding="utf-8")
+    write_submission(root, "testers", "fp32", SUBMISSION)
     return root
 
 
@@ -135,8 +133,9 @@ def test_cuda_without_gpu_is_a_usage_error(
 def test_invalid_submission_is_an_input_error(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad = repo / "submissions" / "testers" / "bad.yaml"
-    bad.write_text(SUBMISSION.replace("team: testers", "team: testers\nteem: x"), "utf-8")
+    bad = write_submission(
+        repo, "testers", "bad", SUBMISSION.replace("team: testers", "team: testers\nteem: x")
+    )
     code = main(["measure", str(bad), "--device", "cpu"])
     assert code == 2
     err = capsys.readouterr().err

@@ -37,7 +37,7 @@ def test_vram_peak_of_a_known_allocation() -> None:
 def test_runner_measures_cuda_latency_vram_and_quality(tmp_path: Path) -> None:
     import json
 
-    from tiny_models import build_tiny_bert_classifier
+    from tiny_models import build_tiny_bert_classifier, write_submission
 
     from mcval.measure.measurement import measure_submission
     from mcval.policy import MeasurePolicy, Policy
@@ -48,13 +48,14 @@ def test_runner_measures_cuda_latency_vram_and_quality(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     rows = [{"text": "hello world", "label": "positive"}, {"text": "the cat", "label": "negative"}]
     (tmp_path / "data" / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    sub = tmp_path / "submissions" / "gpu" / "bert.yaml"
-    sub.parent.mkdir(parents=True)
-    sub.write_text(
+    sub = write_submission(
+        tmp_path,
+        "gpu",
+        "bert",
         "schema: 1\nteam: gpu\nmodel: {id: models/bert, task: text-classification}\n"
         "method: {name: FP32}\n"
         "evaluation: {dataset: {path: json, data_files: [data/eval.jsonl]}}\n"
-        "benchmark: {input: {tokens: 32}}\n"
+        "benchmark: {input: {tokens: 32}}\n",
     )
     loaded = load_submission(sub, tmp_path)
     policy = Policy(measure=MeasurePolicy(warmup_calls=2, min_calls=5, min_seconds=0.2))

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tiny_models import LOAD_TOLERANT
+from tiny_models import LOAD_TOLERANT, write_submission
 
 import mcval.models
 import mcval.tasks
@@ -88,10 +88,8 @@ def get_task(name: str) -> _BlobTask:
 # --- repository fixtures -----------------------------------------------------------------
 
 
-def write_submission(root: Path, name: str, model_id: str, extra: str = "") -> LoadedSubmission:
-    path = root / "submissions" / "testers" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+def write_and_load(root: Path, name: str, model_id: str, extra: str = "") -> LoadedSubmission:
+    text = (
         "schema: 1\n"
         "team: testers\n"
         "model:\n"
@@ -105,10 +103,9 @@ def write_submission(root: Path, name: str, model_id: str, extra: str = "") -> L
         "  metrics: [accuracy, macro_f1]\n"
         "benchmark:\n"
         "  batch_size: 1\n"
-        "  input: {tokens: 32}\n",
-        encoding="utf-8",
+        "  input: {tokens: 32}\n"
     )
-    return load_submission(path, root)
+    return load_submission(write_submission(root, "testers", name, text), root)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +167,7 @@ def test_ram_of_a_model_of_known_size_within_5_percent(repo: Path) -> None:
     from mcval.measure.measurement import measure_submission
 
     build_wide_bert(repo / "models" / "wide-bert")
-    loaded = write_submission(repo, "wide", "models/wide-bert")
+    loaded = write_and_load(repo, "wide", "models/wide-bert")
     m = measure_submission(loaded, repo, policy(), ["cpu"], skip_quality=True)
     assert m.ok, m.details.errors
     assert m.weights_mb is not None and m.weights_mb > 375
@@ -182,7 +179,7 @@ def test_ram_of_a_model_of_known_size_within_5_percent(repo: Path) -> None:
 def bert_measurement(repo: Path) -> Any:
     from mcval.measure.measurement import measure_submission
 
-    loaded = write_submission(repo, "fp32", "models/tiny-bert")
+    loaded = write_and_load(repo, "fp32", "models/tiny-bert")
     stages: list[tuple[str, str]] = []
     m = measure_submission(
         loaded, repo, policy(), ["cpu"], progress=lambda d, s: stages.append((d, s))
@@ -248,7 +245,7 @@ def test_dynamic_int8_recipe_is_measured_at_packed_size(repo: Path, bert_measure
     from mcval.measure.measurement import measure_submission
 
     fp32, _ = bert_measurement
-    loaded = write_submission(
+    loaded = write_and_load(
         repo,
         "int8",
         "models/tiny-bert",
@@ -266,7 +263,7 @@ def test_dynamic_int8_recipe_is_measured_at_packed_size(repo: Path, bert_measure
 def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
     from mcval.measure.measurement import measure_submission
 
-    loaded = write_submission(repo, "long", "models/tiny-bert")
+    loaded = write_and_load(repo, "long", "models/tiny-bert")
     loaded.submission.benchmark.input.tokens = 100  # the tiny BERT takes 64 positions
     m = measure_submission(loaded, repo, policy(), ["cpu"])
     (err,) = m.details.errors
@@ -280,7 +277,7 @@ def test_benchmark_input_too_long_points_at_benchmark_input(repo: Path) -> None:
 def test_default_input_is_fitted_to_the_model_and_noted(repo: Path) -> None:
     from mcval.measure.measurement import measure_submission
 
-    loaded = write_submission(repo, "default-input", "models/tiny-bert")
+    loaded = write_and_load(repo, "default-input", "models/tiny-bert")
     loaded.submission.benchmark.input = None  # as when the file leaves it out
     m = measure_submission(loaded, repo, policy(), ["cpu"])
     assert m.details.errors == []
@@ -300,7 +297,7 @@ def measure_with_backend(
     from mcval.measure.measurement import measure_submission
 
     name = model_id.replace("/", "-")
-    loaded = write_submission(repo, name, model_id)
+    loaded = write_and_load(repo, name, model_id)
     if dataset != "json":
         loaded.submission.evaluation.dataset.path = dataset
     with pytest.MonkeyPatch.context() as patch:

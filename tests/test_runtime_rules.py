@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tiny_models import write_submission
 
 from mcval.errors import InputError, InputErrors
 from mcval.runtimes import GGUF_RUNTIMES, RUNTIME_TASKS, runtime_label, task_problem
@@ -43,10 +44,8 @@ def problems(
     (tmp_path / ".git").mkdir(exist_ok=True)
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "eval.jsonl").write_text('{"text": "a", "label": 0}\n', encoding="utf-8")
-    path = tmp_path / "submissions" / "t1" / "row.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = BASE.format(task=task, runtime=runtime, recipe=recipe, shape=shape, extra=extra)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path = write_submission(tmp_path, "t1", "row", textwrap.dedent(text))
     try:
         load_submission(path, tmp_path)
     except InputErrors as exc:

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from tiny_models import QUICK_MEASURE_TOML
+from tiny_models import QUICK_MEASURE_TOML, write_submission
 
 from mcval.cli import main
 
@@ -75,10 +74,7 @@ def submission(repo: Path, model: str, runtime: str, name: str, size: int = 160)
         },
         "benchmark": {"input": {"image_size": size}},
     }
-    path = repo / "submissions" / "team" / f"{name}-{runtime}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
+    return write_submission(repo, "team", f"{name}-{runtime}", doc)
 
 
 def measure_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:

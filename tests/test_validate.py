@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from tiny_models import write_submission
 
 from mcval.commands.validate import annotations_for, exit_code
 from mcval.measure.environment import Environment
@@ -71,11 +72,8 @@ def write_row(
     hw: str = "AMD EPYC 7B13",
     extra: str = "",
 ) -> Path:
-    path = repo / f"submissions/{team}/{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = ROW.format(team=team, method=method, weights=weights, hw=hw, extra=extra)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
+    return write_submission(repo, team, name, textwrap.dedent(text))
 
 
 def measurement(weights: float = 16.73, **details: Any) -> Measurement:

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tiny_models import write_submission
 
 from mcval.figures import Allowance, Delta, format_allowance, format_delta
 from mcval.policy import Policy
@@ -52,9 +53,7 @@ def make(
         baseline=f"  baseline: {baseline}\n" if baseline else "",
         vram=vram,
     )
-    path = tmp_path / f"submissions/t1/{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    path = write_submission(tmp_path, "t1", name, textwrap.dedent(text))
     return load_submission(path, tmp_path)
 
 

@@ -7,7 +7,7 @@ second. Several areas add builders to this file: add functions, never rename oth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,20 @@ def write_classification_rows(
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [{"text": t, "label": labels[i % len(labels)]} for i, t in enumerate(TASK_CORPUS)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_submission(root: Path, team: str, name: str, doc: Mapping[str, Any] | str) -> Path:
+    """Write ``submissions/<team>/<name>.yaml`` under ``root`` and return its path.
+
+    ``doc`` is the file's text as it stands, or a mapping dumped as YAML in its own key
+    order (so a test's line numbers follow the order it wrote the fields in)."""
+    import yaml
+
+    path = root / "submissions" / team / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = doc if isinstance(doc, str) else yaml.safe_dump(dict(doc), sort_keys=False)
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -1,12 +1,14 @@
 """Runtimes beside PyTorch: one module per runtime behind one small interface.
 
-Each runtime module has ``convert(ConvertRequest) -> RuntimeModel``: it converts the loaded
-PyTorch model after the PyTorch recipe steps (or vets and opens a shipped artefact), applies
-the runtime's own steps, sets the thread count, and returns a ``RuntimeModel``: the
-``config``, a forward returning logits (what the task handlers call, for timing and for
-quality alike), the weight size counted from the converted graph, and notes. The measuring
-child (``mcval.measure.device_job``) calls ``to_runtime`` and ``load_artefact``; the
-supported tasks and steps are the torch-free table of ``mcval.runtimes``.
+Each runtime module (``base.Backend``) declares ``RUNTIME`` and ``OWN_THREAD_POOL`` and has
+``convert(ConvertRequest) -> RuntimeModel``: it converts the loaded PyTorch model after the
+PyTorch recipe steps (or vets and opens a shipped artefact), applies the runtime's own
+steps, sets the thread count, and returns a ``RuntimeModel``: the ``config``, a forward
+returning logits (what the task handlers call, for timing and for quality alike), the
+weight size counted from the converted graph, and notes. The measuring child
+(``mcval.measure.device_job``) calls ``to_runtime``, ``own_thread_pool`` and
+``load_artefact``; the supported tasks and steps are the torch-free table of
+``mcval.runtimes``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from mcval.backends.base import ConvertRequest, RuntimeModel
+from mcval.backends.base import Backend, ConvertRequest, RuntimeModel
 from mcval.runtimes import RUNTIME_LABELS
 
 _MODULES: dict[str, str] = {
@@ -28,7 +30,24 @@ _MODULES: dict[str, str] = {
     "llama.cpp": "mcval.backends.llamacpp_backend",
 }
 
-__all__ = ["ConvertRequest", "RuntimeModel", "load_artefact", "split_recipe", "to_runtime"]
+__all__ = [
+    "ConvertRequest",
+    "RuntimeModel",
+    "load_artefact",
+    "own_thread_pool",
+    "split_recipe",
+    "to_runtime",
+]
+
+
+def _backend(runtime: str) -> Backend:
+    return cast(Backend, importlib.import_module(_MODULES[runtime]))
+
+
+def own_thread_pool(runtime: str) -> bool:
+    """Whether ``runtime`` computes on a thread pool of its own, not torch's (its backend's
+    ``OWN_THREAD_POOL``); PyTorch itself has no backend module and runs on torch's."""
+    return runtime != "pytorch" and _backend(runtime).OWN_THREAD_POOL
 
 
 def split_recipe(steps: Sequence[Any]) -> tuple[list[Any], list[Any]]:
@@ -87,7 +106,7 @@ def to_runtime(
         hub_snapshot=hub_snapshot,
         submission=sub,
     )
-    converted: RuntimeModel = importlib.import_module(_MODULES[runtime]).convert(request)
+    converted = _backend(runtime).convert(request)
     converted.workdir = workdir  # type: ignore[attr-defined]
     if sub.model.task == "causal-lm" and converted.generation_config is None:
         # Only generation reads it (a timm config has none); llama.cpp sets the GGUF's own.

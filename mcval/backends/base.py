@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -119,6 +119,18 @@ class WeightCount:
         )
 
 
+class Backend(Protocol):
+    """What each runtime module (``mcval.backends.<runtime>_backend``) declares."""
+
+    RUNTIME: str
+    OWN_THREAD_POOL: bool
+    """Whether the runtime computes on a thread pool of its own (ONNX Runtime, OpenVINO,
+    llama.cpp) rather than on torch's (TorchScript); the measuring child then drops torch
+    to one thread (``mcval.measure.device_job.quiet_torch_threads``)."""
+
+    def convert(self, request: ConvertRequest) -> RuntimeModel: ...
+
+
 class RuntimeModel:
     """A converted model as the tasks see it: ``config``, ``dtype`` and a call returning
     an object with ``.logits`` (a float32 torch tensor on CPU).
@@ -209,6 +221,11 @@ def _as_numpy(value: Any) -> np.ndarray:
             value = value.float()
         return value.numpy()
     return np.asarray(value)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (at most 160 characters), for a conversion's fallback note."""
+    return (str(exc).strip().splitlines() or [""])[0][:160]
 
 
 def graph_inputs(task: str, accepted: set[str] | None) -> list[str]:

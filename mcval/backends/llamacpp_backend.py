@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from mcval.models.loading import LoadedModel
 
 RUNTIME = "llama.cpp"
+OWN_THREAD_POOL = True  # ggml's ``n_threads`` / ``n_threads_batch``, not torch's
 MAX_BATCH = 512
 """Tokens per ``llama_decode`` (llama.cpp's default ``n_batch``)."""
 

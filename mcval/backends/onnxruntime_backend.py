@@ -34,17 +34,15 @@ from mcval.backends.base import (
     dynamic_axes,
     example_inputs,
     feeds_of,
+    first_line,
     graph_inputs,
     positions,
 )
 from mcval.models.errors import NotApplicableError, RecipeError
 
 RUNTIME = "onnxruntime"
+OWN_THREAD_POOL = True  # the session's intra-op pool (``session``), not torch's
 OPSET = 18
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:160]
 
 
 def export_with_cache(request: ConvertRequest, path: Path) -> list[str]:
@@ -82,6 +80,18 @@ def _quiet() -> Any:
         yield
 
 
+def _remove_partial_export(path: Path) -> None:
+    """Delete what a failed export left at ``path`` and its ``.data`` sidecar.
+
+    An exporter that fails part-way may already have written the graph or its
+    external-data file. The fallback exporter writes under the same name, so the
+    leftovers must go first: otherwise a stale sidecar would sit beside the new graph
+    and be counted in its size on disk.
+    """
+    for leftover in (path, path.with_name(path.name + ".data")):
+        leftover.unlink(missing_ok=True)
+
+
 def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[str]]:
     """Export ``request.model`` to ``path``; returns the input names and notes."""
     import torch
@@ -91,11 +101,10 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
         try:
             return export_with_cache(request, path), notes
         except Exception as exc:  # an architecture the cache wrapper cannot export
-            for leftover in (path, path.with_name(path.name + ".data")):
-                leftover.unlink(missing_ok=True)
+            _remove_partial_export(path)
             notes.append(
                 "exported without a KV cache (generation re-runs the whole sequence per "
-                f"token): {_first_line(exc)}"
+                f"token): {first_line(exc)}"
             )
     names = graph_inputs(request.task, request.accepted)
     wrapper = LogitsOnly(request.model, names).eval()
@@ -120,11 +129,10 @@ def export_onnx(request: ConvertRequest, path: Path) -> tuple[list[str], list[st
                 **common,
             )
         except Exception as exc:  # the dynamo exporter fails on some architectures
-            for leftover in (path, path.with_name(path.name + ".data")):
-                leftover.unlink(missing_ok=True)
+            _remove_partial_export(path)
             notes.append(
                 "exported with the TorchScript-based ONNX exporter "
-                f"(dynamo failed: {_first_line(exc)})"
+                f"(dynamo failed: {first_line(exc)})"
             )
             axes = dynamic_axes(request.task, names)
             torch.onnx.export(

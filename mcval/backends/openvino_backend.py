@@ -34,6 +34,7 @@ from mcval.backends.base import (
     check_feedable,
     decoder_layers,
     example_inputs,
+    first_line,
     graph_inputs,
     positions,
 )
@@ -41,6 +42,7 @@ from mcval.models.errors import NotApplicableError
 from mcval.models.safety import UnsafeModelError
 
 RUNTIME = "openvino"
+OWN_THREAD_POOL = True  # the CPU plugin's ``INFERENCE_NUM_THREADS``, not torch's
 FILE_FIELD = ("model", "file")
 
 
@@ -146,10 +148,9 @@ def convert(request: ConvertRequest) -> RuntimeModel:
             try:
                 model = convert_with_cache(request)
             except Exception as exc:  # an architecture the cache wrapper cannot convert
-                first = (str(exc).strip().splitlines() or [""])[0][:160]
                 notes.append(
                     "converted without a KV cache (generation re-runs the whole sequence per "
-                    f"token): {first}"
+                    f"token): {first_line(exc)}"
                 )
         if model is None:
             model = convert_logits_only(request)

@@ -26,6 +26,7 @@ from mcval.backends.base import (
 )
 
 RUNTIME = "torchscript"
+OWN_THREAD_POOL = False  # the traced module runs on torch's own intra-op pool
 WARMUP_CALLS = 10
 """At least this many warm-up calls (profiling runs, then optimization and fusion compiles)."""
 

@@ -127,12 +127,15 @@ def seed_everything(seed: int) -> None:
 
 
 def quiet_torch_threads(runtime: str) -> None:
-    """A runtime with its own thread pool (ONNX Runtime, OpenVINO, llama.cpp) must not share
-    the cores with torch's: after any parallel torch op (the export, the task's tensors)
-    torch's OpenMP threads spin-wait, and on 2 cores that slowed an ONNX Runtime call
-    21 -> 47 ms (bench/bench_runtimes.py). torch keeps one thread for the task's small ops;
-    TorchScript runs on torch's pool, so it keeps the protocol's threads."""
-    if runtime in ("pytorch", "torchscript"):
+    """A runtime with its own thread pool (ONNX Runtime, OpenVINO, llama.cpp: its backend's
+    ``OWN_THREAD_POOL``) must not share the cores with torch's: after any parallel torch op
+    (the export, the task's tensors) torch's OpenMP threads spin-wait, and on 2 cores that
+    slowed an ONNX Runtime call 21 -> 47 ms (bench/bench_runtimes.py). torch keeps one
+    thread for the task's small ops; TorchScript runs on torch's pool, so it keeps the
+    protocol's threads."""
+    from mcval.backends import own_thread_pool
+
+    if not own_thread_pool(runtime):
         return
     import torch
 
