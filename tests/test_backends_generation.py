@@ -19,6 +19,7 @@ from tiny_models import (
     TASK_CORPUS,
     build_tiny_gpt2,
     build_tiny_llama,
+    measure_json,
     write_submission,
 )
 
@@ -320,14 +321,6 @@ def _submission(repo: Path, name: str, model: dict, shape: dict) -> Path:
     return write_submission(repo, "team", name, doc)
 
 
-def _measure(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    capsys.readouterr()
-    rc = main(["measure", str(sub), "--device", "cpu", "--json"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    return json.loads(out)
-
-
 GENERATE = {"prompt_tokens": 6, "new_tokens": 5}
 
 
@@ -338,7 +331,7 @@ def test_measure_times_generation_on_each_runtime(
     same protocol (warm-up, at least min_calls timed), perplexity equal to PyTorch's."""
     monkeypatch.chdir(repo)
     results = {
-        runtime: _measure(
+        runtime: measure_json(
             _submission(
                 repo, f"gen-{runtime}", {"id": "./models/gpt2", "runtime": runtime}, GENERATE
             ),
@@ -367,7 +360,7 @@ def test_a_graph_without_cache_is_timed_and_says_so(
 ) -> None:
     monkeypatch.chdir(repo)
     model = {"id": "./models/llama-plain", "runtime": "onnxruntime", "file": "model.onnx"}
-    result = _measure(_submission(repo, "plain", model, GENERATE), capsys)
+    result = measure_json(_submission(repo, "plain", model, GENERATE), capsys)
     (warning,) = result["details"]["warnings"]
     assert warning.startswith(
         "generation without a KV cache: the ONNX Runtime graph has no past_key_values inputs"

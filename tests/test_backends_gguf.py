@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from tiny_models import QUICK_MEASURE_TOML, write_submission
+from tiny_models import QUICK_MEASURE_TOML, measure_json, write_submission
 
 from mcval.cli import main
 from mcval.models.safety import InvalidGGUFError, validate_gguf
@@ -353,11 +353,7 @@ def test_measure_times_and_sizes_the_gguf_in_a_child(
     """``mcval measure`` end to end: the common protocol, RAM holding the resident weights."""
     sub = _submission(smol_repo, "models/smol", SMOL_NAME, "q4")
     monkeypatch.chdir(smol_repo)
-    capsys.readouterr()
-    rc = main(["measure", str(sub), "--device", "cpu", "--json"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    measured = json.loads(out)
+    measured = measure_json(sub, capsys)
     print(json.dumps({k: measured.get(k) for k in ("weights_mb", "latency_cpu_ms", "ram_mb")}))
     assert measured["weights_mb"] == pytest.approx(smol["model"].size.weights_mb, abs=0.01)
     details = measured["details"]

@@ -16,6 +16,7 @@ from tiny_models import (
     build_tiny_bert_token_classifier,
     build_tiny_llama,
     build_tiny_vit,
+    measure_json,
     write_classification_rows,
     write_submission,
 )
@@ -104,20 +105,12 @@ def measure(
     return write_submission(repo, "team", f"{name}-{runtime}-{task}", doc)
 
 
-def run_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    capsys.readouterr()
-    rc = main(["measure", str(sub), "--device", "cpu", "--json"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    return json.loads(out)
-
-
 @pytest.mark.parametrize("task", _TASKS)
 def test_quality_is_identical_on_every_runtime(
     repo: Path, task: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(repo)
-    results = {r: run_json(measure(repo, task, r), capsys) for r in RUNTIMES}
+    results = {r: measure_json(measure(repo, task, r), capsys) for r in RUNTIMES}
     reference = results["pytorch"]["quality"]
     for runtime, measured in results.items():
         assert measured["quality"].keys() == reference.keys()
@@ -197,8 +190,8 @@ def test_runtime_steps_store_integer_weights(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(repo)
-    fp32 = run_json(measure(repo, "causal-lm", runtime, name="fp"), capsys)
-    quantized = run_json(measure(repo, "causal-lm", runtime, [step], name="q"), capsys)
+    fp32 = measure_json(measure(repo, "causal-lm", runtime, name="fp"), capsys)
+    quantized = measure_json(measure(repo, "causal-lm", runtime, [step], name="q"), capsys)
     dtypes = quantized["details"]["size"]["dtype_bytes"]
     assert dtypes.get(int_type, 0) > 0, dtypes
     assert quantized["weights_mb"] < fp32["weights_mb"]
@@ -231,7 +224,7 @@ def test_an_int8_claim_is_held_against_the_converted_graph(
     tensors; with the runtime's int8 step, the graph's int8 weights bear the claim out."""
     monkeypatch.chdir(repo)
     task = "text-classification"
-    bare = run_json(measure(repo, task, runtime, name="claim", method="INT8"), capsys)
+    bare = measure_json(measure(repo, task, runtime, name="claim", method="INT8"), capsys)
     (claim,) = bare["claims"]
     assert claim["code"] == "claim-int8-no-int8-weights"
     assert claim["message"] == (
@@ -239,7 +232,8 @@ def test_an_int8_claim_is_held_against_the_converted_graph(
         f"0 int8 elements; weights are {dtypes}"
     )
     assert bare["details"]["inspection"]["source"] == {"onnxruntime": "onnx"}.get(runtime, runtime)
-    stepped = run_json(measure(repo, task, runtime, [step], name="claim-q", method="INT8"), capsys)
+    stepped_sub = measure(repo, task, runtime, [step], name="claim-q", method="INT8")
+    stepped = measure_json(stepped_sub, capsys)
     assert stepped["claims"] == []
     assert stepped["details"]["inspection"]["int8_weight_elements"] > 0
 
@@ -346,6 +340,6 @@ def test_torchscript_is_warmed_up_past_its_compiling_calls(
     monkeypatch.chdir(repo)
     counts = {}
     for runtime in ("pytorch", "torchscript"):
-        measured = run_json(measure(repo, "causal-lm", runtime, name="warm"), capsys)
+        measured = measure_json(measure(repo, "causal-lm", runtime, name="warm"), capsys)
         counts[runtime] = measured["details"]["latency"]["cpu"]["warmup_calls"]
     assert counts == {"pytorch": 1, "torchscript": 10}

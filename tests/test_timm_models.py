@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tiny_models import QUICK_MEASURE_TOML, write_submission
+from tiny_models import QUICK_MEASURE_TOML, measure_json, write_submission
 
 from mcval.cli import main
 
@@ -75,14 +75,6 @@ def submission(repo: Path, model: str, runtime: str, name: str, size: int = 160)
         "benchmark": {"input": {"image_size": size}},
     }
     return write_submission(repo, "team", f"{name}-{runtime}", doc)
-
-
-def measure_json(sub: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
-    capsys.readouterr()
-    rc = main(["measure", str(sub), "--device", "cpu", "--json"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    return json.loads(out)
 
 
 @pytest.mark.slow

@@ -54,6 +54,20 @@ def write_submission(root: Path, team: str, name: str, doc: Mapping[str, Any] | 
     return path
 
 
+def measure_json(sub: Path, capsys: Any) -> dict[str, Any]:
+    """``mcval measure <sub> --device cpu --json`` in this process: the figures it printed,
+    after asserting it exited 0 (its output is the failure message)."""
+    import json
+
+    from mcval.cli import main
+
+    capsys.readouterr()
+    rc = main(["measure", str(sub), "--device", "cpu", "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    return json.loads(out)
+
+
 TASK_CORPUS: tuple[str, ...] = (
     "the quick brown fox jumps over the lazy dog",
     "hello world from a tiny model",
