@@ -29,8 +29,12 @@ class FakeClock:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The fake clock, and every window judged undisturbed: the real machine's load is read
+    around each window, and on a busy machine a retry would sleep on the fake ``time``
+    (these tests are about the loop's counts; disturbance has tests of its own below)."""
     fake = FakeClock()
     monkeypatch.setattr(latency_mod, "time", SimpleNamespace(perf_counter=fake.perf_counter))
+    monkeypatch.setattr(latency_mod, "disturbance", lambda stats, stability: None)
     return fake
 
 
